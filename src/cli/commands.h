@@ -1,0 +1,24 @@
+// The subcommands of `vigil`: each registers its options on the CLI11 app
+// and returns the function that runs it.
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace vigil::cli {
+
+struct Command {
+    CLI::App* app;
+    std::function<int()> run;
+};
+
+// Says things on stderr when --verbose was given.
+struct Verbosity {
+    bool verbose = false;
+    void say(std::string_view message) const;
+};
+
+Command addDumpCommand(CLI::App& app, const Verbosity& verbosity);
+
+}  // namespace vigil::cli

@@ -1,0 +1,67 @@
+// Memory sources: where the walker reads interpreter structures from.
+//
+// One walker, several sources: a live process read with process_vm_readv
+// (ProcessMemory) and, in tests, a buffer standing in for a process
+// (BufferMemory). A read never faults: it either fills the whole buffer and
+// returns true, or returns false.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace vigil {
+
+class MemorySource {
+public:
+    virtual ~MemorySource() = default;
+
+    // Copies size bytes at address into out; false if any byte is unreadable.
+    virtual bool read(uint64_t address, void* out, size_t size) = 0;
+
+    template <typename T>
+    bool readValue(uint64_t address, T& out) {
+        return read(address, &out, sizeof(T));
+    }
+    bool readPointer(uint64_t address, uint64_t& out) { return readValue(address, out); }
+
+    // Reads a NUL-terminated string of at most maxLength bytes.
+    std::string readCString(uint64_t address, size_t maxLength = 256);
+
+    uint64_t readCount() const { return reads_; }
+
+protected:
+    uint64_t reads_ = 0;
+};
+
+// Reads another process's memory without stopping it.
+class ProcessMemory final : public MemorySource {
+public:
+    explicit ProcessMemory(pid_t pid) : pid_(pid) {}
+
+    // Throws PermissionError when the kernel refuses and ProcessExitedError
+    // when the process is gone; an unmapped address only returns false.
+    bool read(uint64_t address, void* out, size_t size) override;
+    pid_t pid() const { return pid_; }
+
+private:
+    pid_t pid_;
+};
+
+// A span of bytes standing at a given address: lets tests build fake
+// interpreter structures, and lets the walker decode frames it copied in bulk.
+class BufferMemory final : public MemorySource {
+public:
+    BufferMemory(uint64_t base, std::span<const uint8_t> bytes) : base_(base), bytes_(bytes) {}
+    bool read(uint64_t address, void* out, size_t size) override;
+
+private:
+    uint64_t base_;
+    std::span<const uint8_t> bytes_;
+};
+
+}  // namespace vigil

@@ -1,0 +1,155 @@
+#include "core/python_process.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "core/errors.h"
+
+namespace vigil {
+namespace {
+
+constexpr size_t kMaxInterpreters = 256;
+constexpr size_t kMaxThreads = 100000;
+
+}  // namespace
+
+bool Snapshot::complete() const {
+    return std::all_of(threads.begin(), threads.end(),
+                       [](const ThreadSnapshot& thread) { return thread.consistent; });
+}
+
+PythonProcess::PythonProcess(pid_t pid, RuntimeStrategy strategy, const Narrator& narrate)
+    : info_(pid),
+      memory_(pid),
+      target_(discoverPython(info_, memory_, strategy, narrate)),
+      objects_(memory_, target_.layout),
+      codes_(objects_, strings_),
+      walker_(memory_, target_.layout, codes_) {}
+
+bool PythonProcess::threadStates(std::vector<std::vector<uint64_t>>& perInterpreter) {
+    const PyLayout& layout = target_.layout;
+    perInterpreter.clear();
+    uint64_t interp = 0;
+    if (!memory_.readPointer(target_.runtimeAddress + layout.runtime.interpreters_head, interp)) return false;
+    while (interp != 0 && perInterpreter.size() < kMaxInterpreters) {
+        auto& states = perInterpreter.emplace_back();
+        uint64_t state = 0;
+        if (!memory_.readPointer(interp + layout.interp.threads_head, state)) return false;
+        while (state != 0 && states.size() < kMaxThreads) {
+            states.push_back(state);
+            uint64_t back = 0;
+            if (!memory_.readPointer(state + layout.thread.interp, back) || back != interp ||
+                !memory_.readPointer(state + layout.thread.next, state)) {
+                return false;
+            }
+        }
+        if (!memory_.readPointer(interp + layout.interp.next, interp)) return false;
+    }
+    return true;
+}
+
+bool PythonProcess::walkThread(uint64_t threadState, uint64_t interp, ThreadSnapshot& out, int& torn) {
+    ThreadStateView view;
+    for (int attempt = 0; attempt < kMaxThreadAttempts; ++attempt) {
+        // A thread state that stops pointing to its interpreter was freed:
+        // the thread list changed under us.
+        if (!walker_.readThreadState(threadState, view) || view.interp != interp) return false;
+        out.threadState = threadState;
+        out.threadId = view.threadId;
+        out.nativeThreadId = view.nativeThreadId;
+        if (walker_.walk(view, rawFrames_) == WalkStatus::kComplete && walker_.frameUnchanged(view)) {
+            out.consistent = true;
+            out.frames.clear();
+            for (const RawFrame& raw : rawFrames_) {
+                const CodeInfo* code = codes_.get(raw.code);
+                out.frames.push_back({raw, code, code->lineAt(raw.byteOffset), {}});
+            }
+            return true;
+        }
+        ++torn;
+    }
+    out.consistent = false;
+    out.frames.clear();
+    return true;
+}
+
+void PythonProcess::learnNativeIds(const std::vector<ThreadSnapshot>& threads) {
+    if (nativeIds_.offset()) return;
+    std::vector<uint64_t> pthreads;
+    for (const ThreadSnapshot& thread : threads) pthreads.push_back(thread.threadId);
+    nativeIds_.learn(memory_, pthreads, info_.threadIds());
+}
+
+void PythonProcess::resolveThread(ThreadSnapshot& thread) {
+    if (thread.nativeThreadId <= 0) {
+        auto tid = nativeIds_.lookup(memory_, thread.threadId);
+        thread.nativeThreadId = tid ? *tid : -1;
+    }
+    if (thread.nativeThreadId > 0) thread.state = info_.taskState(static_cast<pid_t>(thread.nativeThreadId));
+}
+
+void PythonProcess::addLocals(FrameSnapshot& frame, const RenderLimits& limits) {
+    const CodeInfo* code = codes_.withLocals(frame.raw.code);
+    if (!code || code->locals.empty()) return;
+    std::vector<uint64_t> values(code->locals.size());
+    if (!memory_.read(frame.raw.address + target_.layout.frame.localsplus, values.data(), values.size() * 8)) {
+        return;
+    }
+    for (size_t i = 0; i < values.size(); ++i) {
+        uint64_t value = values[i];
+        const LocalVariable& local = code->locals[i];
+        if (value && local.kind != LocalKind::kPlain && objects_.kindOf(value) == TypeKind::kCell) {
+            value = objects_.cellContents(value);
+        }
+        if (value == 0) continue;  // not assigned yet
+        frame.locals.push_back({local.name, local.argument, objects_.render(value, limits)});
+    }
+}
+
+bool PythonProcess::trySnapshot(const SnapshotOptions& options, Snapshot& out) {
+    std::vector<std::vector<uint64_t>> perInterpreter;
+    if (!threadStates(perInterpreter)) return false;
+    out.threads.clear();
+    uint64_t interp = 0;
+    memory_.readPointer(target_.runtimeAddress + target_.layout.runtime.interpreters_head, interp);
+    for (size_t index = 0; index < perInterpreter.size(); ++index) {
+        uint64_t holder = gilHolder(memory_, target_.layout, target_.runtimeAddress, interp);
+        for (uint64_t state : perInterpreter[index]) {
+            ThreadSnapshot thread;
+            thread.interpreter = static_cast<int>(index);
+            if (!walkThread(state, interp, thread, out.tornWalks)) return false;
+            thread.holdsGil = holder == state;
+            out.threads.push_back(std::move(thread));
+        }
+        auto names = threadNames(objects_, interp);
+        for (ThreadSnapshot& thread : out.threads) {
+            auto name = names.find(thread.threadId);
+            if (thread.interpreter == static_cast<int>(index) && name != names.end()) thread.name = name->second;
+        }
+        memory_.readPointer(interp + target_.layout.interp.next, interp);
+    }
+    if (target_.layout.thread.native_thread_id == kNone) learnNativeIds(out.threads);
+    for (ThreadSnapshot& thread : out.threads) {
+        resolveThread(thread);
+        if (!options.locals) continue;
+        for (FrameSnapshot& frame : thread.frames) addLocals(frame, options.limits);
+    }
+    return true;
+}
+
+Snapshot PythonProcess::snapshot(const SnapshotOptions& options) {
+    Snapshot snapshot;
+    for (snapshot.attempts = 1; snapshot.attempts <= kMaxSnapshotAttempts; ++snapshot.attempts) {
+        if (trySnapshot(options, snapshot)) return snapshot;
+        if (!info_.alive()) {
+            throw ProcessExitedError(fmt::format("process {} exited while it was being read", info_.pid()));
+        }
+    }
+    throw InconsistentError(fmt::format(
+        "process {} kept changing its thread list; no consistent snapshot after {} attempts (try "
+        "--blocking to pause it for an exact one)",
+        info_.pid(), kMaxSnapshotAttempts));
+}
+
+}  // namespace vigil
