@@ -23,9 +23,12 @@ What it does, for every CPython 3.8+ found on this machine:
 
   3. Validation (unless --no-validate). The interpreter itself is run with a
      small ctypes script that reads its own live objects at the probed offsets
-     (its thread state, frames, code, dicts, strings, GIL, ...) and checks that
-     they hold what they must. This catches a wrong mirror and headers that do
-     not match the binary.
+     (its thread states with a second thread parked, a subinterpreter, frames,
+     generator frames, code, dicts, strings, the GIL, ...) and checks that they
+     hold what they must; for 3.13+ it also compares the table with the
+     interpreter's own _Py_DebugOffsets (DEBUG_OFFSETS below). This catches a
+     wrong mirror or expression, and headers that do not match the binary.
+     Only sizeof-type fields (thread.size, code.size) are not observable.
 
   4. Patch releases. When several patch releases of one minor are found their
      tables are compared; any difference is an error naming the field (the
@@ -37,11 +40,13 @@ What it does, for every CPython 3.8+ found on this machine:
 
 Known patch-release layout changes (research notes, 3.8-3.13; the offsets
 vigil uses did not move between final releases of one minor):
-  * 3.9.3 changed PyThreadState (bpo-43710: `char overflowed; char
-    recursion_critical;` became `int recursion_headroom; char
-    recursion_critical;`), reverted to the 3.9.0 layout in 3.9.4
-    (python/cpython#25160). On LP64 the change sat in padding before
-    c_profilefunc, so prev/next/interp/frame/thread_id kept their offsets.
+  * 3.9.3 changed PyThreadState: the `int recursion_depth; char overflowed;
+    char recursion_critical; int stackcheck_counter;` run after `frame`
+    became `int, int, char, int` (bpo-43710; discussed in
+    python/cpython#25160). 3.9.4 was the expedited release that restored the
+    old layout (3.9.18's header has it). On LP64 the 4 extra bytes were
+    absorbed by the padding before c_profilefunc, so even 3.9.3 kept
+    prev/next/interp/frame/thread_id where every other 3.9.x has them.
   * 3.10.0rc2 appended `int use_tracing` to PyThreadState (bpo-43760,
     python/cpython#28498): sizeof changed after rc1, no offset moved; all 3.10
     final releases have it.
@@ -214,6 +219,68 @@ def expression(field, minor):
     return chosen
 
 
+# 3.13+ publish _Py_DebugOffsets at the start of _PyRuntime. Where one of its
+# members means the same as a PyLayout field, validation checks that the
+# live interpreter's value equals the table's. A pair (a, b) means a - b (the
+# GIL members are offsets in PyInterpreterState; ours are inside the struct).
+# Not compared: frame.size (debug offsets give sizeof(_PyInterpreterFrame),
+# which includes localsplus[1]; ours is offsetof(localsplus)).
+DEBUG_OFFSETS = {
+    "runtime.interpreters_head": "runtime_state.interpreters_head",
+    "interp.next": "interpreter_state.next",
+    "interp.threads_head": "interpreter_state.threads_head",
+    "interp.modules": "interpreter_state.imports_modules",
+    "interp.ceval_gil": "interpreter_state.ceval_gil",
+    "interp.gil_locked": (
+        "interpreter_state.gil_runtime_state_locked",
+        "interpreter_state.gil_runtime_state",
+    ),
+    "interp.gil_last_holder": (
+        "interpreter_state.gil_runtime_state_holder",
+        "interpreter_state.gil_runtime_state",
+    ),
+    "thread.size": "thread_state.size",
+    "thread.prev": "thread_state.prev",
+    "thread.next": "thread_state.next",
+    "thread.interp": "thread_state.interp",
+    "thread.frame": "thread_state.current_frame",
+    "thread.thread_id": "thread_state.thread_id",
+    "thread.native_thread_id": "thread_state.native_thread_id",
+    "thread.datastack_chunk": "thread_state.datastack_chunk",
+    "frame.previous": "interpreter_frame.previous",
+    "frame.code": "interpreter_frame.executable",
+    "frame.instr_ptr": "interpreter_frame.instr_ptr",
+    "frame.localsplus": "interpreter_frame.localsplus",
+    "frame.owner": "interpreter_frame.owner",
+    "code.size": "code_object.size",
+    "code.filename": "code_object.filename",
+    "code.name": "code_object.name",
+    "code.qualname": "code_object.qualname",
+    "code.linetable": "code_object.linetable",
+    "code.firstlineno": "code_object.firstlineno",
+    "code.argcount": "code_object.argcount",
+    "code.localsplusnames": "code_object.localsplusnames",
+    "code.localspluskinds": "code_object.localspluskinds",
+    "code.code_adaptive": "code_object.co_code_adaptive",
+    "object.ob_type": "pyobject.ob_type",
+    "object.ob_size": "tuple_object.ob_size",
+    "type.tp_name": "type_object.tp_name",
+    "type.tp_flags": "type_object.tp_flags",
+    "tuple.ob_item": "tuple_object.ob_item",
+    "list.ob_item": "list_object.ob_item",
+    "dict.ma_keys": "dict_object.ma_keys",
+    "dict.ma_values": "dict_object.ma_values",
+    "float_.ob_fval": "float_object.ob_fval",
+    "long_.lv_tag": "long_object.lv_tag",
+    "long_.ob_digit": "long_object.ob_digit",
+    "bytes.ob_sval": "bytes_object.ob_sval",
+    "unicode.state": "unicode_object.state",
+    "unicode.length": "unicode_object.length",
+    "unicode.ascii_size": "unicode_object.asciiobject_size",
+}
+DEBUG_OFFSETS_SINCE = 13
+
+
 # ---------------------------------------------------------------------------
 # Probe source.
 # ---------------------------------------------------------------------------
@@ -294,6 +361,17 @@ def probe_source(interp):
         expr = expression(field, minor)
         if expr is not None:
             lines.append('    printf("%%s %%lld\\n", "%s", (long long)(%s));' % (field, expr))
+    if minor >= DEBUG_OFFSETS_SINCE:
+        lines.append(
+            '    printf("debug:base %lld -1\\n", (long long)offsetof(_PyRuntimeState, debug_offsets));'
+        )
+        for field, member in DEBUG_OFFSETS.items():
+            a, b = member if isinstance(member, tuple) else (member, None)
+            b_expr = "offsetof(_Py_DebugOffsets, %s)" % b if b else "-1"
+            lines.append(
+                '    printf("debug:%s %%lld %%lld\\n", (long long)offsetof(_Py_DebugOffsets, %s), '
+                "(long long)(%s));" % (field, a, b_expr)
+            )
     lines += ["    return 0;", "}", ""]
     return "\n".join(lines)
 
@@ -619,6 +697,18 @@ if has("dict.values_values") and values:
 elif values:
     check("dict.ma_values (split)", ptr(values) == id(inst.first))
 
+# 3.13+: the interpreter's own _Py_DebugOffsets must agree with the table.
+D = json.loads(sys.argv[2])
+if D:
+    dbg = runtime + D.pop("base")[0]
+    check("_Py_DebugOffsets.cookie", mem(dbg, 8) == b"xdebugpy")
+    check("_Py_DebugOffsets.version", ctypes.c_uint64.from_address(dbg + 8).value == sys.hexversion)
+    for field, (a, b) in sorted(D.items()):
+        value = ctypes.c_uint64.from_address(dbg + a).value
+        if b >= 0:
+            value -= ctypes.c_uint64.from_address(dbg + b).value
+        check(field, value == L[field], "table %d, _Py_DebugOffsets %d" % (L[field], value))
+
 print(json.dumps(fails))
 '''
 
@@ -741,20 +831,24 @@ def run_probe(info, workdir, cc, verbose):
     out = subprocess.run([exe], capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit("error: probe for %s failed: %s" % (info["version_str"], out.stderr))
-    values = {}
+    values, debug = {}, {}
     for line in out.stdout.splitlines():
-        name, value = line.split()
-        values[name] = int(value)
+        if line.startswith("debug:"):
+            name, a, b = line[len("debug:") :].split()
+            debug[name] = [int(a), int(b)]
+        else:
+            name, value = line.split()
+            values[name] = int(value)
     table = {field: values.get(field, -1) for field in FIELDS}
     for field in FIELDS:
         if expression(field, info["version"][1]) is not None and field not in values:
             raise SystemExit("error: probe for %s printed no %s" % (info["version_str"], field))
-    return table
+    return table, debug
 
 
-def validate(info, table):
+def validate(info, table, debug):
     out = subprocess.run(
-        [info["path"], "-c", VALIDATOR, json.dumps(table)],
+        [info["path"], "-c", VALIDATOR, json.dumps(table), json.dumps(debug)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -917,9 +1011,9 @@ def main():
                     % (minor, info["version_str"], info["path"], info["include"]),
                     file=sys.stderr,
                 )
-                table = run_probe(info, workdir, args.cc, args.verbose)
+                table, debug = run_probe(info, workdir, args.cc, args.verbose)
                 if not args.no_validate:
-                    validate(info, table)
+                    validate(info, table, debug)
                 per_patch.append((info, table))
             first_info, first = per_patch[0]
             for info, table in per_patch[1:]:

@@ -95,7 +95,6 @@ void applyDebugOffsets(const DebugOffsets313& d, PyLayout& layout) {
     layout.thread.native_thread_id = off(d.thread_state.native_thread_id);
     layout.thread.datastack_chunk = off(d.thread_state.datastack_chunk);
 
-    layout.frame.size = off(d.interpreter_frame.size);
     layout.frame.previous = off(d.interpreter_frame.previous);
     layout.frame.code = off(d.interpreter_frame.executable);
     layout.frame.instr_ptr = off(d.interpreter_frame.instr_ptr);

@@ -364,8 +364,9 @@ uint64_t ObjectReader::instanceAttribute(uint64_t object, std::string_view name)
             return splitValuesAttribute(type, values, name);
         }
         if (!layout_.version.atLeast(3, 13)) {
-            // 3.12: a tagged pointer, low bit set for values (PyDictOrValues).
-            if (slot & 1) return splitValuesAttribute(type, slot - 1, name);
+            // 3.12: a tagged pointer, values stored minus one (PyDictOrValues in
+            // https://github.com/python/cpython/blob/v3.12.1/Include/internal/pycore_object.h).
+            if (slot & 1) return splitValuesAttribute(type, slot + 1, name);
             return slot ? dictLookup(slot, name) : 0;
         }
         if (slot) return dictLookup(slot, name);

@@ -51,27 +51,38 @@ bool PythonProcess::threadStates(std::vector<std::vector<uint64_t>>& perInterpre
 
 bool PythonProcess::walkThread(uint64_t threadState, uint64_t interp, ThreadSnapshot& out, int& torn) {
     ThreadStateView view;
+    bool validated = false;
     for (int attempt = 0; attempt < kMaxThreadAttempts; ++attempt) {
         // A thread state that stops pointing to its interpreter was freed:
         // the thread list changed under us.
         if (!walker_.readThreadState(threadState, view) || view.interp != interp) return false;
-        out.threadState = threadState;
-        out.threadId = view.threadId;
-        out.nativeThreadId = view.nativeThreadId;
-        if (walker_.walk(view, rawFrames_) == WalkStatus::kComplete && walker_.frameUnchanged(view)) {
-            out.consistent = true;
-            out.frames.clear();
-            for (const RawFrame& raw : rawFrames_) {
-                const CodeInfo* code = codes_.get(raw.code);
-                out.frames.push_back({raw, code, code->lineAt(raw.byteOffset), {}});
-            }
-            return true;
+        if (walker_.walk(view, rawFrames_) != WalkStatus::kComplete) {
+            ++torn;
+            continue;
         }
+        // Every frame and code object checked out. A thread that did not move
+        // meanwhile gives an exact stack; one that never stops moving (it holds
+        // the GIL and calls at full speed) gives its last validated walk.
+        validated = true;
+        keepFrames(view, out);
+        if (walker_.frameUnchanged(view)) break;
+        if (attempt + 1 >= kMaxMovingAttempts) break;
         ++torn;
     }
-    out.consistent = false;
-    out.frames.clear();
+    out.consistent = validated;
+    if (!validated) out.frames.clear();
     return true;
+}
+
+void PythonProcess::keepFrames(const ThreadStateView& view, ThreadSnapshot& out) {
+    out.threadState = view.address;
+    out.threadId = view.threadId;
+    out.nativeThreadId = view.nativeThreadId;
+    out.frames.clear();
+    for (const RawFrame& raw : rawFrames_) {
+        const CodeInfo* code = codes_.get(raw.code);
+        out.frames.push_back({raw, code, code->lineAt(raw.byteOffset), {}});
+    }
 }
 
 void PythonProcess::learnNativeIds(const std::vector<ThreadSnapshot>& threads) {

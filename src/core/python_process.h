@@ -41,7 +41,8 @@ struct ThreadSnapshot {
     int interpreter = 0;  // index in the interpreter list, 0 for the main one
     bool holdsGil = false;
     TaskState state = TaskState::kUnknown;
-    bool consistent = true;  // false: the stack kept changing and is left empty
+    // false: no walk of the stack validated (it kept changing); frames empty.
+    bool consistent = true;
     std::vector<FrameSnapshot> frames;
 };
 
@@ -79,10 +80,13 @@ public:
 
     static constexpr int kMaxSnapshotAttempts = 20;
     static constexpr int kMaxThreadAttempts = 32;
+    // Walks of a moving thread tried before its last validated one is kept.
+    static constexpr int kMaxMovingAttempts = 8;
 
 private:
     bool trySnapshot(const SnapshotOptions& options, Snapshot& out);
     bool walkThread(uint64_t threadState, uint64_t interp, ThreadSnapshot& out, int& torn);
+    void keepFrames(const ThreadStateView& view, ThreadSnapshot& out);
     void resolveThread(ThreadSnapshot& thread);
     void addLocals(FrameSnapshot& frame, const RenderLimits& limits);
     void learnNativeIds(const std::vector<ThreadSnapshot>& threads);

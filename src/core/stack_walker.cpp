@@ -26,7 +26,7 @@ T field(const uint8_t* bytes, Offset offset) {
 StackWalker::StackWalker(MemorySource& memory, const PyLayout& layout, CodeCache& codes)
     : memory_(memory), layout_(layout), codes_(codes) {
     stateBuffer_.resize(layout.thread.size);
-    Offset end = std::max({layout.frame.previous, layout.frame.code, layout.frame.lasti,
+    Offset end = std::max({layout.object.ob_type, layout.frame.previous, layout.frame.code, layout.frame.lasti,
                            layout.frame.instr_ptr, layout.frame.owner});
     frameReadSize_ = static_cast<size_t>(end) + 8;
     frameBuffer_.resize(frameReadSize_);
@@ -87,6 +87,7 @@ WalkStatus StackWalker::walkFrameObjects(uint64_t frame, std::vector<RawFrame>& 
         if (frames.size() >= kMaxDepth) return WalkStatus::kTorn;
         if (!memory_.read(frame, frameBuffer_.data(), frameReadSize_)) return WalkStatus::kTorn;
         const uint8_t* bytes = frameBuffer_.data();
+        if (!isFrameType(field<uint64_t>(bytes, layout_.object.ob_type))) return WalkStatus::kTorn;
         uint64_t code = field<uint64_t>(bytes, layout_.frame.code);
         if (!codes_.get(code)) return WalkStatus::kTorn;
         int32_t lasti = field<int32_t>(bytes, layout_.frame.lasti);
@@ -94,6 +95,19 @@ WalkStatus StackWalker::walkFrameObjects(uint64_t frame, std::vector<RawFrame>& 
         frame = field<uint64_t>(bytes, layout_.frame.previous);
     }
     return WalkStatus::kComplete;
+}
+
+bool StackWalker::isFrameType(uint64_t type) {
+    if (type == frameType_) return true;
+    if (frameType_ != 0 || type == 0) return false;
+    // The first frame object seen names the frame type; later ones must match.
+    uint64_t namePointer = 0;
+    if (!memory_.readPointer(type + layout_.type.tp_name, namePointer) ||
+        memory_.readCString(namePointer, 16) != "frame") {
+        return false;
+    }
+    frameType_ = type;
+    return true;
 }
 
 void StackWalker::copyDataStack(const ThreadStateView& thread) {
@@ -128,7 +142,9 @@ WalkStatus StackWalker::walkInterpreterFrames(const ThreadStateView& thread,
         const uint8_t* bytes = frameBytes(frame);
         if (!bytes) return WalkStatus::kTorn;
         uint64_t previous = field<uint64_t>(bytes, layout_.frame.previous);
-        if (hasShims && field<uint8_t>(bytes, layout_.frame.owner) == kFrameOwnedByCStack) {
+        uint8_t owner = field<uint8_t>(bytes, layout_.frame.owner);
+        if (owner > kFrameOwnedByCStack) return WalkStatus::kTorn;
+        if (hasShims && owner == kFrameOwnedByCStack) {
             frame = previous;
             continue;
         }

@@ -62,6 +62,7 @@ private:
     WalkStatus walkInterpreterFrames(const ThreadStateView& thread, std::vector<RawFrame>& frames);
     void copyDataStack(const ThreadStateView& thread);
     const uint8_t* frameBytes(uint64_t frame);
+    bool isFrameType(uint64_t type);
 
     MemorySource& memory_;
     const PyLayout& layout_;
@@ -72,7 +73,8 @@ private:
     uint64_t chunkStart_ = 0;
     uint64_t chunkEnd_ = 0;
     std::vector<uint8_t> frameBuffer_;
-    size_t frameReadSize_ = 0;  // the prefix of a frame that holds what we read
+    size_t frameReadSize_ = 0;
+    uint64_t frameType_ = 0;  // PyFrame_Type in the target, learnt from the first frame  // the prefix of a frame that holds what we read
 };
 
 }  // namespace vigil
