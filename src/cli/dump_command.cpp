@@ -35,6 +35,12 @@ int runDump(const DumpOptions& options, const Verbosity& verbosity) {
     PythonProcess process(options.pid, parseStrategy(options.runtimeFrom), narrate);
     SnapshotOptions snapshotOptions;
     snapshotOptions.locals = options.locals;
+    // Tests use this to make the target exit between discovery and the snapshot.
+    if (std::getenv("VIGIL_TEST_HOLD_BEFORE_SNAPSHOT")) {
+        fmt::print(stderr, "vigil: found the interpreter, waiting for a line on stdin\n");
+        std::fflush(stderr);
+        std::getchar();
+    }
     auto start = std::chrono::steady_clock::now();
     std::optional<ProcessPause> pause;
     if (options.blocking) {

@@ -9,6 +9,7 @@
 #include "core/debug_offsets.h"
 #include "core/elf.h"
 #include "core/errors.h"
+#include "core/stack_walker.h"
 
 namespace vigil {
 namespace {
@@ -56,26 +57,83 @@ std::optional<uint64_t> readVersionHex(MemorySource& memory, const ElfFile& elf,
     return hex & 0xffffffff;
 }
 
+// Linked structures of other kinds can pass the back-pointer checks; a real
+// interpreter has a thread whose stack walks through real code objects.
+bool someThreadHasPythonFrames(MemorySource& memory, const PyLayout& layout, uint64_t interp) {
+    StringTable strings;
+    ObjectReader objects(memory, layout);
+    CodeCache codes(objects, strings);
+    StackWalker walker(memory, layout, codes);
+    std::vector<RawFrame> frames;
+    ThreadStateView view;
+    uint64_t thread = 0;
+    memory.readPointer(interp + layout.interp.threads_head, thread);
+    for (int count = 0; thread != 0 && count < 10000; ++count, thread = view.next) {
+        if (!walker.readThreadState(thread, view)) return false;
+        if (walker.walk(view, frames) == WalkStatus::kComplete && !frames.empty()) return true;
+    }
+    return false;
+}
+
+// For a candidate found by scanning: every thread of the interpreter points
+// back to it, and _PyRuntime.interpreters.main (the word after head in
+// struct pyinterpreters, 3.8-3.13) names an interpreter too.
+bool validateStrictly(MemorySource& memory, const PyLayout& layout, uint64_t runtime,
+                      uint64_t interp, std::string& why) {
+    uint64_t main = 0, thread = 0, back = 0;
+    if (!memory.readPointer(runtime + layout.runtime.interpreters_head + 8, main) || main == 0 ||
+        main % 8 != 0 || !memory.readPointer(main + layout.interp.threads_head, thread)) {
+        why = "interpreters.main is not an interpreter";
+        return false;
+    }
+    if (!memory.readPointer(interp + layout.interp.threads_head, thread)) return false;
+    // Self-linked lists (pymalloc's pool lists) point back to themselves:
+    // a thread state is never its own interpreter and always has a thread id.
+    uint64_t threadId = 0;
+    for (int count = 0; thread != 0; ++count) {
+        if (count > 10000 || thread == interp || !memory.readPointer(thread + layout.thread.interp, back) ||
+            back != interp || !memory.readPointer(thread + layout.thread.thread_id, threadId) ||
+            threadId == 0 || !memory.readPointer(thread + layout.thread.next, thread)) {
+            why = "the thread list does not hold";
+            return false;
+        }
+    }
+    return someThreadHasPythonFrames(memory, layout, interp);
+}
+
 bool hasPythonSymbols(const ElfFile& elf) {
     return elf.symbolAddress("Py_BytesMain") || elf.symbolAddress("Py_Initialize");
 }
 
+bool inWritableMapping(const std::vector<MemoryMap>& maps, uint64_t address) {
+    auto after = std::upper_bound(maps.begin(), maps.end(), address,
+                                  [](uint64_t value, const MemoryMap& map) { return value < map.start; });
+    return after != maps.begin() && std::prev(after)->contains(address) && std::prev(after)->writable;
+}
+
 // Scans the binary's writable data for a word that validates as _PyRuntime.
+// Only words that look like pointers to writable memory are checked remotely.
 std::optional<uint64_t> scanForRuntime(MemorySource& memory, const BinaryCandidate& candidate,
+                                       const std::vector<MemoryMap>& processMaps,
                                        const PyLayout& layout, const Narrator& narrate) {
     size_t validations = 0;
     std::string why;
+    size_t headIndex = layout.runtime.interpreters_head / 8;
     for (const MemoryMap& map : candidate.maps) {
         if (!map.writable || !map.readable || map.end - map.start > kMaxScanBytes) continue;
         std::vector<uint64_t> words((map.end - map.start) / 8);
         if (!memory.read(map.start, words.data(), words.size() * 8)) continue;
-        size_t headIndex = layout.runtime.interpreters_head / 8;
-        for (size_t i = 0; i + headIndex < words.size(); ++i) {
+        for (size_t i = 0; i + headIndex + 1 < words.size(); ++i) {
             uint64_t head = words[i + headIndex];
-            if (head == 0 || head % 8 != 0 || head < 0x10000) continue;
-            if (++validations > kMaxScanValidations) return std::nullopt;
+            uint64_t main = words[i + headIndex + 1];  // interpreters.main
+            if (head == 0 || head % 8 != 0 || main == 0 || main % 8 != 0 ||
+                !inWritableMapping(processMaps, head) || !inWritableMapping(processMaps, main)) {
+                continue;
+            }
+            if (++validations > kMaxScanValidations) break;
             uint64_t runtime = map.start + i * 8;
-            if (validateRuntime(memory, layout, runtime, why)) {
+            // A random word is far likelier to pass with no thread to check.
+            if (validateRuntime(memory, layout, runtime, why, /*requireThread=*/true)) {
                 narrate(fmt::format("scan: _PyRuntime validated at {:#x} after {} candidates", runtime,
                                     validations));
                 return runtime;
@@ -87,7 +145,8 @@ std::optional<uint64_t> scanForRuntime(MemorySource& memory, const BinaryCandida
 }
 
 std::optional<uint64_t> findRuntime(MemorySource& memory, const ElfFile& elf,
-                                    const BinaryCandidate& candidate, const PyLayout& layout,
+                                    const BinaryCandidate& candidate,
+                                    const std::vector<MemoryMap>& processMaps, const PyLayout& layout,
                                     RuntimeStrategy strategy, const Narrator& narrate,
                                     std::string& foundBy) {
     bool any = strategy == RuntimeStrategy::kAuto;
@@ -109,7 +168,7 @@ std::optional<uint64_t> findRuntime(MemorySource& memory, const ElfFile& elf,
     }
     if (any || strategy == RuntimeStrategy::kScan) {
         foundBy = "scan";
-        return scanForRuntime(memory, candidate, layout, narrate);
+        return scanForRuntime(memory, candidate, processMaps, layout, narrate);
     }
     return std::nullopt;
 }
@@ -163,7 +222,8 @@ std::vector<BinaryCandidate> interpreterCandidates(const ProcessInfo& process) {
     return candidates;
 }
 
-bool validateRuntime(MemorySource& memory, const PyLayout& layout, uint64_t runtime, std::string& why) {
+bool validateRuntime(MemorySource& memory, const PyLayout& layout, uint64_t runtime, std::string& why,
+                     bool requireThread) {
     uint64_t interp = 0, thread = 0, back = 0;
     if (!memory.readPointer(runtime + layout.runtime.interpreters_head, interp) || interp == 0) {
         why = "no interpreter yet (is Python still starting?)";
@@ -173,12 +233,15 @@ bool validateRuntime(MemorySource& memory, const PyLayout& layout, uint64_t runt
         why = fmt::format("interpreter at {:#x} is unreadable", interp);
         return false;
     }
-    if (thread == 0) return true;  // an interpreter with no thread left (exiting)
+    if (thread == 0) {
+        why = "the interpreter has no thread";
+        return !requireThread;  // a live interpreter exiting may have none left
+    }
     if (!memory.readPointer(thread + layout.thread.interp, back) || back != interp) {
         why = fmt::format("thread state {:#x} does not point back to interpreter {:#x}", thread, interp);
         return false;
     }
-    return true;
+    return !requireThread || validateStrictly(memory, layout, runtime, interp, why);
 }
 
 PythonTarget discoverPython(const ProcessInfo& process, MemorySource& memory,
@@ -225,7 +288,8 @@ PythonTarget discoverPython(const ProcessInfo& process, MemorySource& memory,
             auto base = generatedLayout(tryVersion.major, tryVersion.minor);
             if (!base) continue;
             std::string foundBy;
-            auto runtime = findRuntime(memory, elf, candidate, *base, strategy, narrate, foundBy);
+            auto runtime = findRuntime(memory, elf, candidate, process.maps(), *base, strategy,
+                                       narrate, foundBy);
             if (!runtime) continue;
             auto layout = layoutFor(memory, tryVersion, *runtime, narrate);
             if (!layout) {

@@ -49,9 +49,10 @@ std::optional<PyVersion> versionFromFileName(std::string_view path);
 std::vector<BinaryCandidate> interpreterCandidates(const ProcessInfo& process);
 
 // Follows runtime -> first interpreter -> first thread -> back to the
-// interpreter. False (with why) if the chain does not hold.
+// interpreter. False (with why) if the chain does not hold, or if there is no
+// thread to check it with and requireThread is set.
 bool validateRuntime(MemorySource& memory, const PyLayout& layout, uint64_t runtime,
-                     std::string& why);
+                     std::string& why, bool requireThread = false);
 
 // Throws NotPythonError, UnsupportedVersionError, PermissionError or
 // ProcessExitedError with a message naming the process and what to do.

@@ -48,6 +48,7 @@ class Target:
             [python.path, os.path.join(TARGETS, script), *args],
             env=environment,
             pass_fds=(write_fd,),
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
