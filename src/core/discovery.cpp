@@ -69,8 +69,9 @@ bool someThreadHasPythonFrames(MemorySource& memory, const PyLayout& layout, uin
     uint64_t thread = 0;
     memory.readPointer(interp + layout.interp.threads_head, thread);
     for (int count = 0; thread != 0 && count < 10000; ++count, thread = view.next) {
-        if (!walker.readThreadState(thread, view)) return false;
-        if (walker.walk(view, frames) == WalkStatus::kComplete && !frames.empty()) return true;
+        WalkStatus status = walker.walk(thread, view, frames);
+        if (status == WalkStatus::kUnreadable) return false;
+        if (status == WalkStatus::kComplete && !frames.empty()) return true;
     }
     return false;
 }

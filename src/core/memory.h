@@ -7,6 +7,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -16,12 +17,22 @@
 
 namespace vigil {
 
+struct ReadRequest {
+    uint64_t address;
+    void* out;
+    size_t size;
+};
+
 class MemorySource {
 public:
     virtual ~MemorySource() = default;
 
     // Copies size bytes at address into out; false if any byte is unreadable.
     virtual bool read(uint64_t address, void* out, size_t size) = 0;
+
+    // Reads the requests in order, in as few system calls as the source
+    // allows; returns how many of them, from the first, were read whole.
+    virtual size_t readMany(std::span<const ReadRequest> requests);
 
     template <typename T>
     bool readValue(uint64_t address, T& out) {
@@ -46,10 +57,16 @@ public:
     // Throws PermissionError when the kernel refuses and ProcessExitedError
     // when the process is gone; an unmapped address only returns false.
     bool read(uint64_t address, void* out, size_t size) override;
+    // One process_vm_readv for up to IOV_MAX requests.
+    size_t readMany(std::span<const ReadRequest> requests) override;
     pid_t pid() const { return pid_; }
 
 private:
+    [[noreturn]] void throwReadError() const;
+
     pid_t pid_;
+    std::vector<iovec> local_;
+    std::vector<iovec> remote_;
 };
 
 // A span of bytes standing at a given address: lets tests build fake

@@ -55,8 +55,9 @@ bool PythonProcess::walkThread(uint64_t threadState, uint64_t interp, ThreadSnap
     for (int attempt = 0; attempt < kMaxThreadAttempts; ++attempt) {
         // A thread state that stops pointing to its interpreter was freed:
         // the thread list changed under us.
-        if (!walker_.readThreadState(threadState, view) || view.interp != interp) return false;
-        if (walker_.walk(view, rawFrames_) != WalkStatus::kComplete) {
+        WalkStatus status = walker_.walk(threadState, view, rawFrames_);
+        if (status == WalkStatus::kUnreadable || view.interp != interp) return false;
+        if (status != WalkStatus::kComplete) {
             ++torn;
             continue;
         }

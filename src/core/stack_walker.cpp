@@ -13,6 +13,13 @@ constexpr uint8_t kFrameOwnedByCStack = 3;
 
 // A data stack chunk larger than this is not copied in one piece.
 constexpr uint64_t kMaxChunkCopy = 1 << 20;
+// Room left above the data stack's top when copying it, so that a slightly
+// deeper stack next time is still inside the batched copy.
+constexpr uint64_t kChunkSlack = 256;
+// Thread states remembered; past this (threads come and go) start afresh.
+constexpr size_t kMaxExpectations = 4096;
+// Expected frames looked up before giving up on finding a moved frame.
+constexpr size_t kMaxMisses = 8;
 
 template <typename T>
 T field(const uint8_t* bytes, Offset offset) {
@@ -26,40 +33,92 @@ T field(const uint8_t* bytes, Offset offset) {
 StackWalker::StackWalker(MemorySource& memory, const PyLayout& layout, CodeCache& codes)
     : memory_(memory), layout_(layout), codes_(codes) {
     stateBuffer_.resize(layout.thread.size);
-    Offset end = std::max({layout.object.ob_type, layout.frame.previous, layout.frame.code, layout.frame.lasti,
-                           layout.frame.instr_ptr, layout.frame.owner});
+    Offset end = std::max({layout.object.ob_type, layout.frame.previous, layout.frame.code,
+                           layout.frame.lasti, layout.frame.instr_ptr, layout.frame.owner});
     frameReadSize_ = static_cast<size_t>(end) + 8;
     frameBuffer_.resize(frameReadSize_);
 }
 
-bool StackWalker::currentFrame(const uint8_t* stateBytes, uint64_t& frame) {
-    if (layout_.thread.cframe == kNone) {
-        frame = field<uint64_t>(stateBytes, layout_.thread.frame);
-        return true;
+size_t StackWalker::batchRead(uint64_t threadState, const Expectation& expected) {
+    requests_.clear();
+    requests_.push_back({threadState, stateBuffer_.data(), stateBuffer_.size()});
+    if (layout_.thread.cframe != kNone && expected.cframe) {
+        requests_.push_back({expected.cframe + layout_.thread.cframe_current_frame, &cframeFrame_, 8});
     }
-    // 3.11-3.12: the frame hangs off the _PyCFrame of the running eval loop.
-    uint64_t cframe = field<uint64_t>(stateBytes, layout_.thread.cframe);
-    frame = 0;
-    return cframe == 0 || memory_.readPointer(cframe + layout_.thread.cframe_current_frame, frame);
+    if (expected.chunk) {
+        chunkBuffer_.resize(expected.chunkBytes);
+        requests_.push_back({expected.chunk, chunkBuffer_.data(), expected.chunkBytes});
+    }
+    size_t firstFrame = requests_.size();
+    expectedFrames_.resize(expected.frames.size() * frameReadSize_);
+    for (size_t i = 0; i < expected.frames.size(); ++i) {
+        requests_.push_back({expected.frames[i], expectedFrames_.data() + i * frameReadSize_, frameReadSize_});
+    }
+    size_t read = memory_.readMany(requests_);
+    expectedRead_ = read > firstFrame ? read - firstFrame : 0;
+    expectedNext_ = expectedMisses_ = 0;
+    seenFrames_.clear();
+    return read;
 }
 
-bool StackWalker::readThreadState(uint64_t address, ThreadStateView& out) {
-    if (!memory_.read(address, stateBuffer_.data(), stateBuffer_.size())) return false;
+void StackWalker::parseThreadState(uint64_t address, ThreadStateView& view) {
     const uint8_t* bytes = stateBuffer_.data();
-    out.address = address;
-    out.next = field<uint64_t>(bytes, layout_.thread.next);
-    out.interp = field<uint64_t>(bytes, layout_.thread.interp);
-    out.threadId = field<uint64_t>(bytes, layout_.thread.thread_id);
-    out.nativeThreadId = layout_.thread.native_thread_id == kNone
-                             ? -1
-                             : static_cast<int64_t>(field<uint64_t>(bytes, layout_.thread.native_thread_id));
-    if (layout_.thread.datastack_chunk != kNone) {
-        out.datastackChunk = field<uint64_t>(bytes, layout_.thread.datastack_chunk);
-        out.datastackTop = layout_.thread.datastack_top != kNone
-                               ? field<uint64_t>(bytes, layout_.thread.datastack_top)
-                               : 0;
+    view.address = address;
+    view.next = field<uint64_t>(bytes, layout_.thread.next);
+    view.interp = field<uint64_t>(bytes, layout_.thread.interp);
+    view.threadId = field<uint64_t>(bytes, layout_.thread.thread_id);
+    view.nativeThreadId = layout_.thread.native_thread_id == kNone
+                              ? -1
+                              : static_cast<int64_t>(field<uint64_t>(bytes, layout_.thread.native_thread_id));
+    view.datastackChunk = layout_.thread.datastack_chunk != kNone
+                              ? field<uint64_t>(bytes, layout_.thread.datastack_chunk)
+                              : 0;
+    view.datastackTop = layout_.thread.datastack_top != kNone
+                            ? field<uint64_t>(bytes, layout_.thread.datastack_top)
+                            : 0;
+}
+
+bool StackWalker::currentFrame(Expectation& expected, bool cframeRead, ThreadStateView& view) {
+    if (layout_.thread.cframe == kNone) {
+        view.frame = field<uint64_t>(stateBuffer_.data(), layout_.thread.frame);
+        return true;
     }
-    return currentFrame(bytes, out.frame);
+    // 3.11-3.12: the frame hangs off the _PyCFrame of the running eval loop,
+    // which stays put while the thread stays in that loop.
+    uint64_t cframe = field<uint64_t>(stateBuffer_.data(), layout_.thread.cframe);
+    bool expectedHit = cframeRead && cframe == expected.cframe;
+    expected.cframe = cframe;
+    view.frame = 0;
+    if (cframe == 0) return true;
+    if (expectedHit) {
+        view.frame = cframeFrame_;
+        return true;
+    }
+    return memory_.readPointer(cframe + layout_.thread.cframe_current_frame, view.frame);
+}
+
+WalkStatus StackWalker::walk(uint64_t threadState, ThreadStateView& view, std::vector<RawFrame>& frames) {
+    frames.clear();
+    if (expected_.size() > kMaxExpectations) expected_.clear();
+    Expectation& expected = expected_[threadState];
+    size_t read = batchRead(threadState, expected);
+    if (read == 0) {
+        expected_.erase(threadState);
+        return WalkStatus::kUnreadable;
+    }
+    parseThreadState(threadState, view);
+    bool cframeRead = layout_.thread.cframe != kNone && expected.cframe && read > 1;
+    bool chunkRead = expected.chunk && read > (cframeRead ? 2u : 1u);
+    if (!currentFrame(expected, cframeRead, view)) return WalkStatus::kTorn;
+    WalkStatus status;
+    if (layout_.frameModel() == FrameModel::kFrameObject) {
+        status = walkFrameObjects(view.frame, expected, frames);
+    } else {
+        useDataStack(view, expected, chunkRead);
+        status = walkInterpreterFrames(view, expected, frames);
+    }
+    expected.frames.swap(seenFrames_);
+    return status;
 }
 
 bool StackWalker::frameUnchanged(const ThreadStateView& thread) {
@@ -72,29 +131,6 @@ bool StackWalker::frameUnchanged(const ThreadStateView& thread) {
     if (cframe == 0) return thread.frame == 0;
     return memory_.readPointer(cframe + layout_.thread.cframe_current_frame, frame) &&
            frame == thread.frame;
-}
-
-WalkStatus StackWalker::walk(const ThreadStateView& thread, std::vector<RawFrame>& frames) {
-    frames.clear();
-    if (layout_.frameModel() == FrameModel::kFrameObject) return walkFrameObjects(thread.frame, frames);
-    return walkInterpreterFrames(thread, frames);
-}
-
-WalkStatus StackWalker::walkFrameObjects(uint64_t frame, std::vector<RawFrame>& frames) {
-    // 3.10 counts f_lasti in code units, 3.8-3.9 in bytes.
-    int unit = layout_.version.atLeast(3, 10) ? 2 : 1;
-    while (frame != 0) {
-        if (frames.size() >= kMaxDepth) return WalkStatus::kTorn;
-        if (!memory_.read(frame, frameBuffer_.data(), frameReadSize_)) return WalkStatus::kTorn;
-        const uint8_t* bytes = frameBuffer_.data();
-        if (!isFrameType(field<uint64_t>(bytes, layout_.object.ob_type))) return WalkStatus::kTorn;
-        uint64_t code = field<uint64_t>(bytes, layout_.frame.code);
-        if (!codes_.get(code)) return WalkStatus::kTorn;
-        int32_t lasti = field<int32_t>(bytes, layout_.frame.lasti);
-        frames.push_back({code, frame, lasti < 0 ? -1 : int64_t{lasti} * unit});
-        frame = field<uint64_t>(bytes, layout_.frame.previous);
-    }
-    return WalkStatus::kComplete;
 }
 
 bool StackWalker::isFrameType(uint64_t type) {
@@ -110,36 +146,73 @@ bool StackWalker::isFrameType(uint64_t type) {
     return true;
 }
 
-void StackWalker::copyDataStack(const ThreadStateView& thread) {
+WalkStatus StackWalker::walkFrameObjects(uint64_t frame, const Expectation& expected,
+                                         std::vector<RawFrame>& frames) {
+    // 3.10 counts f_lasti in code units, 3.8-3.9 in bytes.
+    int unit = layout_.version.atLeast(3, 10) ? 2 : 1;
+    while (frame != 0) {
+        if (frames.size() >= kMaxDepth) return WalkStatus::kTorn;
+        const uint8_t* bytes = frameBytes(frame, expected);
+        if (!bytes || !isFrameType(field<uint64_t>(bytes, layout_.object.ob_type))) return WalkStatus::kTorn;
+        uint64_t code = field<uint64_t>(bytes, layout_.frame.code);
+        if (!codes_.get(code)) return WalkStatus::kTorn;
+        int32_t lasti = field<int32_t>(bytes, layout_.frame.lasti);
+        frames.push_back({code, frame, lasti < 0 ? -1 : int64_t{lasti} * unit});
+        frame = field<uint64_t>(bytes, layout_.frame.previous);
+    }
+    return WalkStatus::kComplete;
+}
+
+void StackWalker::useDataStack(const ThreadStateView& thread, Expectation& expected, bool chunkRead) {
     chunkStart_ = chunkEnd_ = 0;
     uint64_t start = thread.datastackChunk;
     uint64_t end = thread.datastackTop;
-    if (start == 0 || end <= start || end - start > kMaxChunkCopy) return;
-    chunkBuffer_.resize(end - start);
-    if (!memory_.read(start, chunkBuffer_.data(), end - start)) return;
+    if (start == 0 || end <= start || end - start > kMaxChunkCopy) {
+        expected.chunk = 0;
+        return;
+    }
+    bool hit = chunkRead && start == expected.chunk && end - start <= expected.chunkBytes;
+    if (!hit) {
+        chunkBuffer_.resize(end - start);
+        if (!memory_.read(start, chunkBuffer_.data(), end - start)) {
+            expected.chunk = 0;
+            return;
+        }
+        // Next time copy a little more than now, but never past the chunk.
+        uint64_t chunkSize = field<uint64_t>(chunkBuffer_.data(), layout_.chunk.size);
+        expected.chunk = start;
+        expected.chunkBytes = std::min(end - start + kChunkSlack, std::max(chunkSize, end - start));
+    }
     chunkStart_ = start;
     chunkEnd_ = end;
 }
 
-const uint8_t* StackWalker::frameBytes(uint64_t frame) {
+const uint8_t* StackWalker::frameBytes(uint64_t frame, const Expectation& expected) {
     if (frame >= chunkStart_ && frame + frameReadSize_ <= chunkEnd_) {
         return chunkBuffer_.data() + (frame - chunkStart_);
     }
-    // Generator and coroutine frames live in their objects, older frames in
-    // earlier chunks: read those one by one.
+    // Frame objects, generator frames and entry shims: a frame still where
+    // the last walk saw it was read in the batch; others are read now.
+    seenFrames_.push_back(frame);
+    for (size_t j = expectedNext_; j < expectedRead_ && expectedMisses_ < kMaxMisses; ++j) {
+        if (expected.frames[j] == frame) {
+            expectedNext_ = j + 1;
+            return expectedFrames_.data() + j * frameReadSize_;
+        }
+    }
+    ++expectedMisses_;
     if (!memory_.read(frame, frameBuffer_.data(), frameReadSize_)) return nullptr;
     return frameBuffer_.data();
 }
 
-WalkStatus StackWalker::walkInterpreterFrames(const ThreadStateView& thread,
+WalkStatus StackWalker::walkInterpreterFrames(const ThreadStateView& thread, const Expectation& expected,
                                               std::vector<RawFrame>& frames) {
     bool hasShims = layout_.version.atLeast(3, 12);
-    copyDataStack(thread);
     uint64_t frame = thread.frame;
     size_t visited = 0;
     while (frame != 0) {
         if (++visited > kMaxDepth) return WalkStatus::kTorn;
-        const uint8_t* bytes = frameBytes(frame);
+        const uint8_t* bytes = frameBytes(frame, expected);
         if (!bytes) return WalkStatus::kTorn;
         uint64_t previous = field<uint64_t>(bytes, layout_.frame.previous);
         uint8_t owner = field<uint8_t>(bytes, layout_.frame.owner);

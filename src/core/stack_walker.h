@@ -1,12 +1,17 @@
 // Walks the Python frames of one thread state, innermost first.
 //
-// The hot path of both `dump` and `record`: frames are returned by value in a
-// caller-owned vector that is reused between walks, and on 3.11+ the thread's
-// data stack is copied in one read and decoded locally
+// The hot path of both `dump` and `record`. Frames are returned by value in
+// a caller-owned vector reused between walks, and a walk costs as few system
+// calls as possible: each thread state remembers where its frames were last
+// time (an Expectation), and the next walk reads the thread state together
+// with all those places in one batched read. Only what moved since is read
+// again. On 3.11+ the expected part of the thread's data stack is copied in
+// the same batch and frames are decoded from the copy
 // (https://github.com/python/cpython/blob/v3.11.7/Include/internal/pycore_frame.h).
 #pragma once
 
 #include <cstdint>
+#include <unordered_map>
 #include <vector>
 
 #include "core/code_cache.h"
@@ -16,9 +21,9 @@
 namespace vigil {
 
 struct RawFrame {
-    uint64_t code = 0;          // code object address
-    uint64_t address = 0;       // frame address in the target
-    int64_t byteOffset = -1;    // offset of the current instruction in the bytecode
+    uint64_t code = 0;        // code object address
+    uint64_t address = 0;     // frame address in the target
+    int64_t byteOffset = -1;  // offset of the current instruction in the bytecode
 };
 
 // What a thread state says about its thread, read in one go.
@@ -43,38 +48,57 @@ class StackWalker {
 public:
     StackWalker(MemorySource& memory, const PyLayout& layout, CodeCache& codes);
 
-    // Reads the thread state at address; false when it cannot be read.
-    bool readThreadState(uint64_t address, ThreadStateView& out);
-
-    // Fills frames (cleared first) with the thread's stack, innermost first.
-    WalkStatus walk(const ThreadStateView& thread, std::vector<RawFrame>& frames);
+    // Reads the thread state at threadState into view and fills frames
+    // (cleared first) with its stack, innermost first.
+    WalkStatus walk(uint64_t threadState, ThreadStateView& view, std::vector<RawFrame>& frames);
 
     // Reads the thread's innermost frame pointer again: if it moved, the walk
-    // may mix two stacks.
+    // may mix two moments of the stack.
     bool frameUnchanged(const ThreadStateView& thread);
 
     // Deepest stack walked before the walk is declared torn (a cycle).
     static constexpr size_t kMaxDepth = 1 << 16;
 
 private:
-    bool currentFrame(const uint8_t* stateBytes, uint64_t& frame);
-    WalkStatus walkFrameObjects(uint64_t frame, std::vector<RawFrame>& frames);
-    WalkStatus walkInterpreterFrames(const ThreadStateView& thread, std::vector<RawFrame>& frames);
-    void copyDataStack(const ThreadStateView& thread);
-    const uint8_t* frameBytes(uint64_t frame);
+    // Where a thread state's frames were at its last walk.
+    struct Expectation {
+        // Frames that are not in a copied data stack (all of them before
+        // 3.11; generator frames and entry shims after), innermost first.
+        std::vector<uint64_t> frames;
+        uint64_t cframe = 0;           // 3.11-3.12: the _PyCFrame last seen
+        uint64_t chunk = 0;            // 3.11+: the data stack chunk last seen
+        size_t chunkBytes = 0;         // how much of it to copy
+    };
+
+    size_t batchRead(uint64_t threadState, const Expectation& expected);
+    void parseThreadState(uint64_t address, ThreadStateView& view);
+    bool currentFrame(Expectation& expected, bool cframeRead, ThreadStateView& view);
+    WalkStatus walkFrameObjects(uint64_t frame, const Expectation& expected, std::vector<RawFrame>& frames);
+    WalkStatus walkInterpreterFrames(const ThreadStateView& thread, const Expectation& expected,
+                                     std::vector<RawFrame>& frames);
+    void useDataStack(const ThreadStateView& thread, Expectation& expected, bool chunkRead);
+    const uint8_t* frameBytes(uint64_t frame, const Expectation& expected);
     bool isFrameType(uint64_t type);
 
     MemorySource& memory_;
     const PyLayout& layout_;
     CodeCache& codes_;
-    // Reused between walks: the copied data stack and single-frame reads.
+    size_t frameReadSize_ = 0;  // the prefix of a frame that holds what we read
+    uint64_t frameType_ = 0;    // PyFrame_Type in the target, learnt from the first frame
+    std::unordered_map<uint64_t, Expectation> expected_;
+    // Reused between walks.
+    std::vector<ReadRequest> requests_;
     std::vector<uint8_t> stateBuffer_;
+    uint64_t cframeFrame_ = 0;
+    std::vector<uint8_t> expectedFrames_;  // expected frames read in the batch
+    size_t expectedRead_ = 0;              // how many of them the batch read
+    size_t expectedNext_ = 0;              // where to look for the next frame
+    size_t expectedMisses_ = 0;
+    std::vector<uint64_t> seenFrames_;     // frames read outside the data stack this walk
     std::vector<uint8_t> chunkBuffer_;
     uint64_t chunkStart_ = 0;
     uint64_t chunkEnd_ = 0;
     std::vector<uint8_t> frameBuffer_;
-    size_t frameReadSize_ = 0;
-    uint64_t frameType_ = 0;  // PyFrame_Type in the target, learnt from the first frame  // the prefix of a frame that holds what we read
 };
 
 }  // namespace vigil
