@@ -58,10 +58,9 @@ int main(int argc, char** argv) {
     uint64_t address = thread->threadState;
     std::vector<double> walks, checkedWalks, baselines;
     for (int batch = 0; batch < batches; ++batch) {
-        baselines.push_back(nanosecondsPerCall(perBatch, [&] { process.memory().readPointer(address, word); }));
-        walks.push_back(nanosecondsPerCall(perBatch, [&] {
-            walker.walk(address, view, frames);
-        }));
+        baselines.push_back(
+            nanosecondsPerCall(perBatch, [&] { process.memory().readPointer(address, word); }));
+        walks.push_back(nanosecondsPerCall(perBatch, [&] { walker.walk(address, view, frames); }));
         checkedWalks.push_back(nanosecondsPerCall(perBatch, [&] {
             walker.walk(address, view, frames);
             walker.frameUnchanged(view);

@@ -61,7 +61,8 @@ int runDump(const DumpOptions& options, const Verbosity& verbosity) {
                               durationMs, snapshot.attempts, snapshot.tornWalks));
     DumpContext context{process, snapshot, process.strings(), options.blocking, durationMs};
     std::string text = options.json ? dumpAsJson(context).dump(2) + "\n" : dumpAsText(context);
-    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
+    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() ||
+        std::fflush(stdout) != 0) {
         throw OutputError("cannot write the dump to standard output");
     }
     return snapshot.complete() ? 0 : static_cast<int>(ExitCode::kInconsistent);

@@ -51,7 +51,8 @@ std::unique_ptr<CodeInfo> CodeCache::load(uint64_t code) {
     info->firstLine = firstLine;
     info->filename = readName(layout.code.filename, code);
     info->name = readName(layout.code.name, code);
-    info->qualname = layout.code.qualname != kNone ? readName(layout.code.qualname, code) : info->name;
+    info->qualname =
+        layout.code.qualname != kNone ? readName(layout.code.qualname, code) : info->name;
     if (layout.code.code_adaptive != kNone) info->bytecodeStart = code + layout.code.code_adaptive;
     bool truncated = false;
     auto bytes = objects_.readBytes(table, kMaxLineTable, &truncated);
@@ -91,8 +92,10 @@ void CodeCache::loadLocals(uint64_t code, CodeInfo& info) {
         auto kindBytes = objects_.readBytes(kinds, info.locals.size(), &truncated);
         for (size_t i = 0; kindBytes && i < kindBytes->size() && i < info.locals.size(); ++i) {
             uint8_t kind = static_cast<uint8_t>((*kindBytes)[i]);
-            if (kind & kCoFastFree) info.locals[i].kind = LocalKind::kFree;
-            else if (kind & kCoFastCell) info.locals[i].kind = LocalKind::kCell;
+            if (kind & kCoFastFree)
+                info.locals[i].kind = LocalKind::kFree;
+            else if (kind & kCoFastCell)
+                info.locals[i].kind = LocalKind::kCell;
         }
     } else {
         // 3.8-3.10: f_localsplus holds co_varnames, then cells, then free variables.

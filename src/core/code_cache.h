@@ -41,7 +41,7 @@ struct CodeInfo {
 };
 
 class CodeCache {
-public:
+  public:
     CodeCache(ObjectReader& objects, StringTable& strings) : objects_(objects), strings_(strings) {}
 
     // The decoded code object at this address, nullptr if it is not one.
@@ -52,7 +52,7 @@ public:
     StringTable& strings() { return strings_; }
     size_t size() const { return codes_.size(); }
 
-private:
+  private:
     std::unique_ptr<CodeInfo> load(uint64_t code);
     void loadLocals(uint64_t code, CodeInfo& info);
     void appendNames(uint64_t tuple, LocalKind kind, std::vector<LocalVariable>& out);

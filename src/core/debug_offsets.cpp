@@ -11,7 +11,9 @@ namespace {
 // we are not looking at _Py_DebugOffsets.
 constexpr uint64_t kMaxStructSize = 1 << 24;
 
-bool within(uint64_t offset, uint64_t size) { return offset < size; }
+bool within(uint64_t offset, uint64_t size) {
+    return offset < size;
+}
 
 bool plausible(const DebugOffsets313& d, std::string& why) {
     struct Check {
@@ -20,8 +22,10 @@ bool plausible(const DebugOffsets313& d, std::string& why) {
         uint64_t size;
     };
     const Check checks[] = {
-        {"runtime_state.interpreters_head", d.runtime_state.interpreters_head, d.runtime_state.size},
-        {"interpreter_state.threads_head", d.interpreter_state.threads_head, d.interpreter_state.size},
+        {"runtime_state.interpreters_head", d.runtime_state.interpreters_head,
+         d.runtime_state.size},
+        {"interpreter_state.threads_head", d.interpreter_state.threads_head,
+         d.interpreter_state.size},
         {"interpreter_state.next", d.interpreter_state.next, d.interpreter_state.size},
         {"thread_state.next", d.thread_state.next, d.thread_state.size},
         {"thread_state.current_frame", d.thread_state.current_frame, d.thread_state.size},
@@ -60,7 +64,8 @@ bool readDebugOffsets(MemorySource& memory, uint64_t runtimeAddress, DebugOffset
     }
     PyVersion version = versionFromHex(out.version);
     if (!version.atLeast(3, 13) || version.major != 3) {
-        why = fmt::format("_Py_DebugOffsets names version {}, expected 3.13 or later", version.str());
+        why =
+            fmt::format("_Py_DebugOffsets names version {}, expected 3.13 or later", version.str());
         return false;
     }
     if (out.free_threaded) {

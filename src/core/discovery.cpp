@@ -22,14 +22,17 @@ std::string baseName(std::string_view path) {
     return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
 }
 
-bool isLibpython(const std::string& path) { return baseName(path).rfind("libpython", 0) == 0; }
+bool isLibpython(const std::string& path) {
+    return baseName(path).rfind("libpython", 0) == 0;
+}
 
 // The path to open for a mapped file: through the target's root, or through
 // map_files when the file was deleted or replaced since it was mapped.
 std::string openablePath(const ProcessInfo& process, const BinaryCandidate& candidate) {
     const std::string deleted = " (deleted)";
     const std::string& path = candidate.path;
-    if (path.size() > deleted.size() && path.compare(path.size() - deleted.size(), deleted.size(), deleted) == 0) {
+    if (path.size() > deleted.size() &&
+        path.compare(path.size() - deleted.size(), deleted.size(), deleted) == 0) {
         const MemoryMap& first = candidate.maps.front();
         return fmt::format("/proc/{}/map_files/{:x}-{:x}", process.pid(), first.start, first.end);
     }
@@ -92,9 +95,10 @@ bool validateStrictly(MemorySource& memory, const PyLayout& layout, uint64_t run
     // a thread state is never its own interpreter and always has a thread id.
     uint64_t threadId = 0;
     for (int count = 0; thread != 0; ++count) {
-        if (count > 10000 || thread == interp || !memory.readPointer(thread + layout.thread.interp, back) ||
-            back != interp || !memory.readPointer(thread + layout.thread.thread_id, threadId) ||
-            threadId == 0 || !memory.readPointer(thread + layout.thread.next, thread)) {
+        if (count > 10000 || thread == interp ||
+            !memory.readPointer(thread + layout.thread.interp, back) || back != interp ||
+            !memory.readPointer(thread + layout.thread.thread_id, threadId) || threadId == 0 ||
+            !memory.readPointer(thread + layout.thread.next, thread)) {
             why = "the thread list does not hold";
             return false;
         }
@@ -107,9 +111,11 @@ bool hasPythonSymbols(const ElfFile& elf) {
 }
 
 bool inWritableMapping(const std::vector<MemoryMap>& maps, uint64_t address) {
-    auto after = std::upper_bound(maps.begin(), maps.end(), address,
-                                  [](uint64_t value, const MemoryMap& map) { return value < map.start; });
-    return after != maps.begin() && std::prev(after)->contains(address) && std::prev(after)->writable;
+    auto after =
+        std::upper_bound(maps.begin(), maps.end(), address,
+                         [](uint64_t value, const MemoryMap& map) { return value < map.start; });
+    return after != maps.begin() && std::prev(after)->contains(address) &&
+           std::prev(after)->writable;
 }
 
 // Scans the binary's writable data for a word that validates as _PyRuntime.
@@ -135,8 +141,8 @@ std::optional<uint64_t> scanForRuntime(MemorySource& memory, const BinaryCandida
             uint64_t runtime = map.start + i * 8;
             // A random word is far likelier to pass with no thread to check.
             if (validateRuntime(memory, layout, runtime, why, /*requireThread=*/true)) {
-                narrate(fmt::format("scan: _PyRuntime validated at {:#x} after {} candidates", runtime,
-                                    validations));
+                narrate(fmt::format("scan: _PyRuntime validated at {:#x} after {} candidates",
+                                    runtime, validations));
                 return runtime;
             }
         }
@@ -147,13 +153,14 @@ std::optional<uint64_t> scanForRuntime(MemorySource& memory, const BinaryCandida
 
 std::optional<uint64_t> findRuntime(MemorySource& memory, const ElfFile& elf,
                                     const BinaryCandidate& candidate,
-                                    const std::vector<MemoryMap>& processMaps, const PyLayout& layout,
-                                    RuntimeStrategy strategy, const Narrator& narrate,
-                                    std::string& foundBy) {
+                                    const std::vector<MemoryMap>& processMaps,
+                                    const PyLayout& layout, RuntimeStrategy strategy,
+                                    const Narrator& narrate, std::string& foundBy) {
     bool any = strategy == RuntimeStrategy::kAuto;
     if (any || strategy == RuntimeStrategy::kSymbol) {
         if (auto symbol = elf.symbolAddress("_PyRuntime")) {
-            narrate(fmt::format("symbol: _PyRuntime at {:#x} in {}", candidate.loadBias + *symbol, candidate.path));
+            narrate(fmt::format("symbol: _PyRuntime at {:#x} in {}", candidate.loadBias + *symbol,
+                                candidate.path));
             foundBy = "symbol";
             return candidate.loadBias + *symbol;
         }
@@ -161,11 +168,13 @@ std::optional<uint64_t> findRuntime(MemorySource& memory, const ElfFile& elf,
     }
     if (any || strategy == RuntimeStrategy::kSection) {
         if (auto section = elf.section(".PyRuntime")) {
-            narrate(fmt::format("section: .PyRuntime at {:#x}", candidate.loadBias + section->address));
+            narrate(
+                fmt::format("section: .PyRuntime at {:#x}", candidate.loadBias + section->address));
             foundBy = "section";
             return candidate.loadBias + section->address;
         }
-        narrate(fmt::format("section: {} has no .PyRuntime section (added in 3.10)", candidate.path));
+        narrate(
+            fmt::format("section: {} has no .PyRuntime section (added in 3.10)", candidate.path));
     }
     if (any || strategy == RuntimeStrategy::kScan) {
         foundBy = "scan";
@@ -210,7 +219,8 @@ std::optional<PyVersion> versionFromFileName(std::string_view path) {
 std::vector<BinaryCandidate> interpreterCandidates(const ProcessInfo& process) {
     std::vector<std::string> paths;
     for (const MemoryMap& map : process.maps()) {
-        if (isLibpython(map.path) && std::find(paths.begin(), paths.end(), map.path) == paths.end()) {
+        if (isLibpython(map.path) &&
+            std::find(paths.begin(), paths.end(), map.path) == paths.end()) {
             paths.push_back(map.path);
         }
     }
@@ -223,8 +233,8 @@ std::vector<BinaryCandidate> interpreterCandidates(const ProcessInfo& process) {
     return candidates;
 }
 
-bool validateRuntime(MemorySource& memory, const PyLayout& layout, uint64_t runtime, std::string& why,
-                     bool requireThread) {
+bool validateRuntime(MemorySource& memory, const PyLayout& layout, uint64_t runtime,
+                     std::string& why, bool requireThread) {
     uint64_t interp = 0, thread = 0, back = 0;
     if (!memory.readPointer(runtime + layout.runtime.interpreters_head, interp) || interp == 0) {
         why = "no interpreter yet (is Python still starting?)";
@@ -239,7 +249,8 @@ bool validateRuntime(MemorySource& memory, const PyLayout& layout, uint64_t runt
         return !requireThread;  // a live interpreter exiting may have none left
     }
     if (!memory.readPointer(thread + layout.thread.interp, back) || back != interp) {
-        why = fmt::format("thread state {:#x} does not point back to interpreter {:#x}", thread, interp);
+        why = fmt::format("thread state {:#x} does not point back to interpreter {:#x}", thread,
+                          interp);
         return false;
     }
     return !requireThread || validateStrictly(memory, layout, runtime, interp, why);
@@ -268,12 +279,13 @@ PythonTarget discoverPython(const ProcessInfo& process, MemorySource& memory,
             version = versionFromHex(*hex);
             narrate(fmt::format("version: Py_Version says {}", version->str()));
         } else if ((version = versionFromFileName(candidate.path))) {
-            narrate(fmt::format("version: {}.{} from the file name", version->major, version->minor));
+            narrate(
+                fmt::format("version: {}.{} from the file name", version->major, version->minor));
         }
         if (version && !version->atLeast(3, 8)) {
-            throw UnsupportedVersionError(fmt::format(
-                "process {} runs Python {}.{} ({}); vigil reads Python 3.8 and later", process.pid(),
-                version->major, version->minor, candidate.path));
+            throw UnsupportedVersionError(
+                fmt::format("process {} runs Python {}.{} ({}); vigil reads Python 3.8 and later",
+                            process.pid(), version->major, version->minor, candidate.path));
         }
         std::vector<PyVersion> tries;
         if (version) {
@@ -283,7 +295,8 @@ PythonTarget discoverPython(const ProcessInfo& process, MemorySource& memory,
             continue;
         } else {
             narrate("version: unknown; trying every known layout, newest first");
-            for (int minor = newestGeneratedVersion().minor; minor >= 8; --minor) tries.push_back({3, minor, 0});
+            for (int minor = newestGeneratedVersion().minor; minor >= 8; --minor)
+                tries.push_back({3, minor, 0});
         }
         for (const PyVersion& tryVersion : tries) {
             auto base = generatedLayout(tryVersion.major, tryVersion.minor);

@@ -10,31 +10,31 @@ namespace vigil {
 
 enum class ExitCode : int {
     kOk = 0,
-    kInternal = 1,         // a bug in vigil
-    kUsage = 2,            // bad command line
-    kNoSuchProcess = 3,    // no process with that PID
-    kNotPython = 4,        // the process is not a Python interpreter we can read
+    kInternal = 1,            // a bug in vigil
+    kUsage = 2,               // bad command line
+    kNoSuchProcess = 3,       // no process with that PID
+    kNotPython = 4,           // the process is not a Python interpreter we can read
     kUnsupportedVersion = 5,  // Python older than 3.8
-    kPermission = 6,       // not allowed to read the process
-    kProcessExited = 7,    // the process went away while being read
-    kInconsistent = 8,     // the target kept changing under us; no consistent snapshot
-    kBadFile = 9,          // a file vigil was asked to read is missing or corrupt
-    kOutput = 10,          // cannot write the requested output
+    kPermission = 6,          // not allowed to read the process
+    kProcessExited = 7,       // the process went away while being read
+    kInconsistent = 8,        // the target kept changing under us; no consistent snapshot
+    kBadFile = 9,             // a file vigil was asked to read is missing or corrupt
+    kOutput = 10,             // cannot write the requested output
 };
 
 class Error : public std::runtime_error {
-public:
+  public:
     Error(ExitCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
     ExitCode code() const { return code_; }
 
-private:
+  private:
     ExitCode code_;
 };
 
-#define VIGIL_ERROR_TYPE(Name, Code)                                            \
-    class Name : public Error {                                                 \
-    public:                                                                     \
-        explicit Name(const std::string& message) : Error(Code, message) {}     \
+#define VIGIL_ERROR_TYPE(Name, Code)                                        \
+    class Name : public Error {                                             \
+      public:                                                               \
+        explicit Name(const std::string& message) : Error(Code, message) {} \
     }
 
 VIGIL_ERROR_TYPE(UsageError, ExitCode::kUsage);

@@ -29,8 +29,8 @@ struct PyVersion {
 
 // How a version links frames and where their instruction pointer lives.
 enum class FrameModel {
-    kFrameObject,        // 3.8-3.10: PyFrameObject heap objects, f_back, f_lasti
-    kInterpreterFrame,   // 3.11+: _PyInterpreterFrame in per-thread data stacks
+    kFrameObject,       // 3.8-3.10: PyFrameObject heap objects, f_back, f_lasti
+    kInterpreterFrame,  // 3.11+: _PyInterpreterFrame in per-thread data stacks
 };
 
 // How the line table of a code object is encoded.
@@ -65,8 +65,8 @@ struct PyLayout {
         Offset prev = kNone;
         Offset next = kNone;
         Offset interp = kNone;
-        Offset frame = kNone;         // 3.8-3.10: PyFrameObject*; 3.13+: current_frame
-        Offset cframe = kNone;        // 3.11-3.12: _PyCFrame*
+        Offset frame = kNone;   // 3.8-3.10: PyFrameObject*; 3.13+: current_frame
+        Offset cframe = kNone;  // 3.11-3.12: _PyCFrame*
         Offset cframe_current_frame = kNone;
         Offset thread_id = kNone;
         Offset native_thread_id = kNone;  // 3.11+
@@ -83,11 +83,11 @@ struct PyLayout {
     } chunk;
 
     struct Frame {
-        Offset size = kNone;      // sizeof the frame struct, localsplus excluded
-        Offset previous = kNone;  // f_back / previous
-        Offset code = kNone;      // f_code / f_executable
-        Offset lasti = kNone;     // 3.8-3.10: int f_lasti
-        Offset instr_ptr = kNone; // 3.11+: prev_instr / instr_ptr
+        Offset size = kNone;       // sizeof the frame struct, localsplus excluded
+        Offset previous = kNone;   // f_back / previous
+        Offset code = kNone;       // f_code / f_executable
+        Offset lasti = kNone;      // 3.8-3.10: int f_lasti
+        Offset instr_ptr = kNone;  // 3.11+: prev_instr / instr_ptr
         Offset localsplus = kNone;
         Offset owner = kNone;     // 3.11+
         Offset is_entry = kNone;  // 3.11 only
@@ -99,17 +99,17 @@ struct PyLayout {
         Offset nlocals = kNone;
         Offset flags = kNone;
         Offset firstlineno = kNone;
-        Offset code = kNone;        // 3.8-3.10: co_code bytes object
-        Offset code_adaptive = kNone;  // 3.11+: inline bytecode
-        Offset varnames = kNone;    // 3.8-3.10
-        Offset cellvars = kNone;    // 3.8-3.10
-        Offset freevars = kNone;    // 3.8-3.10
+        Offset code = kNone;             // 3.8-3.10: co_code bytes object
+        Offset code_adaptive = kNone;    // 3.11+: inline bytecode
+        Offset varnames = kNone;         // 3.8-3.10
+        Offset cellvars = kNone;         // 3.8-3.10
+        Offset freevars = kNone;         // 3.8-3.10
         Offset localsplusnames = kNone;  // 3.11+
         Offset localspluskinds = kNone;  // 3.11+
         Offset filename = kNone;
         Offset name = kNone;
-        Offset qualname = kNone;    // 3.11+
-        Offset linetable = kNone;   // co_lnotab or co_linetable
+        Offset qualname = kNone;   // 3.11+
+        Offset linetable = kNone;  // co_lnotab or co_linetable
     } code;
 
     struct Object {
@@ -157,13 +157,13 @@ struct PyLayout {
         Offset ma_used = kNone;
         Offset ma_keys = kNone;
         Offset ma_values = kNone;
-        Offset dk_size = kNone;             // 3.8-3.10
-        Offset dk_log2_size = kNone;        // 3.11+
-        Offset dk_log2_index_bytes = kNone; // 3.11+
-        Offset dk_kind = kNone;             // 3.11+
+        Offset dk_size = kNone;              // 3.8-3.10
+        Offset dk_log2_size = kNone;         // 3.11+
+        Offset dk_log2_index_bytes = kNone;  // 3.11+
+        Offset dk_kind = kNone;              // 3.11+
         Offset dk_nentries = kNone;
         Offset dk_indices = kNone;
-        Offset values_values = kNone;       // offsetof(PyDictValues, values), 3.11+
+        Offset values_values = kNone;  // offsetof(PyDictValues, values), 3.11+
     } dict;
 
     struct Cell {

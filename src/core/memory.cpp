@@ -32,7 +32,8 @@ std::string MemorySource::readCString(uint64_t address, size_t maxLength) {
 
 size_t MemorySource::readMany(std::span<const ReadRequest> requests) {
     size_t done = 0;
-    while (done < requests.size() && read(requests[done].address, requests[done].out, requests[done].size)) {
+    while (done < requests.size() &&
+           read(requests[done].address, requests[done].out, requests[done].size)) {
         ++done;
     }
     return done;
@@ -83,7 +84,8 @@ size_t ProcessMemory::readMany(std::span<const ReadRequest> requests) {
 
 bool BufferMemory::read(uint64_t address, void* out, size_t size) {
     ++reads_;
-    if (address < base_ || address - base_ > bytes_.size() || size > bytes_.size() - (address - base_)) {
+    if (address < base_ || address - base_ > bytes_.size() ||
+        size > bytes_.size() - (address - base_)) {
         return false;
     }
     std::memcpy(out, bytes_.data() + (address - base_), size);

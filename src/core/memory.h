@@ -24,7 +24,7 @@ struct ReadRequest {
 };
 
 class MemorySource {
-public:
+  public:
     virtual ~MemorySource() = default;
 
     // Copies size bytes at address into out; false if any byte is unreadable.
@@ -45,13 +45,13 @@ public:
 
     uint64_t readCount() const { return reads_; }
 
-protected:
+  protected:
     uint64_t reads_ = 0;
 };
 
 // Reads another process's memory without stopping it.
 class ProcessMemory final : public MemorySource {
-public:
+  public:
     explicit ProcessMemory(pid_t pid) : pid_(pid) {}
 
     // Throws PermissionError when the kernel refuses and ProcessExitedError
@@ -61,7 +61,7 @@ public:
     size_t readMany(std::span<const ReadRequest> requests) override;
     pid_t pid() const { return pid_; }
 
-private:
+  private:
     [[noreturn]] void throwReadError() const;
 
     pid_t pid_;
@@ -72,11 +72,11 @@ private:
 // A span of bytes standing at a given address: lets tests build fake
 // interpreter structures, and lets the walker decode frames it copied in bulk.
 class BufferMemory final : public MemorySource {
-public:
+  public:
     BufferMemory(uint64_t base, std::span<const uint8_t> bytes) : base_(base), bytes_(bytes) {}
     bool read(uint64_t address, void* out, size_t size) override;
 
-private:
+  private:
     uint64_t base_;
     std::span<const uint8_t> bytes_;
 };

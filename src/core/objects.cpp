@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -78,6 +79,19 @@ std::string digitsToDecimal(const std::vector<uint32_t>& digits, bool negative) 
 }
 
 }  // namespace
+
+bool looksSecret(std::string_view name) {
+    static constexpr std::string_view kSecretWords[] = {
+        "password", "passwd", "secret",      "token",      "authorization", "cookie",
+        "api_key",  "apikey", "private_key", "credential", "session_key",
+    };
+    std::string lower(name);
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return std::any_of(
+        std::begin(kSecretWords), std::end(kSecretWords),
+        [&](std::string_view word) { return lower.find(word) != std::string::npos; });
+}
 
 std::string quoteForDisplay(std::string_view text, char quote) {
     std::string out(1, quote);
@@ -162,7 +176,8 @@ std::string ObjectReader::typeName(uint64_t object) {
     return name.empty() ? "?" : name;
 }
 
-std::optional<std::string> ObjectReader::readStr(uint64_t object, size_t maxChars, bool* truncated) {
+std::optional<std::string> ObjectReader::readStr(uint64_t object, size_t maxChars,
+                                                 bool* truncated) {
     uint32_t state = 0;
     int64_t length = 0;
     if (!memory_.readValue(object + layout_.unicode.state, state) ||
@@ -201,13 +216,15 @@ std::optional<int64_t> ObjectReader::readSize(uint64_t object) {
     return size;
 }
 
-std::optional<std::string> ObjectReader::readBytes(uint64_t object, size_t maxBytes, bool* truncated) {
+std::optional<std::string> ObjectReader::readBytes(uint64_t object, size_t maxBytes,
+                                                   bool* truncated) {
     auto size = readSize(object);
     if (!size) return std::nullopt;
     size_t count = std::min<size_t>(*size, maxBytes);
     if (truncated) *truncated = count < static_cast<size_t>(*size);
     std::string bytes(count, '\0');
-    if (count && !memory_.read(object + layout_.bytes.ob_sval, bytes.data(), count)) return std::nullopt;
+    if (count && !memory_.read(object + layout_.bytes.ob_sval, bytes.data(), count))
+        return std::nullopt;
     return bytes;
 }
 
@@ -276,18 +293,20 @@ bool ObjectReader::openDict(uint64_t dict, DictView& view) {
     }
     if (view.entryCount < 0 || view.entryCount > kMaxDictEntries) return false;
     view.entries = view.keys + layout_.dict.dk_indices + indexBytes;
-    view.entrySize = unicodeEntries ? 16 : 24;   // {key, value} or {hash, key, value}
+    view.entrySize = unicodeEntries ? 16 : 24;  // {key, value} or {hash, key, value}
     view.keyOffset = unicodeEntries ? 0 : 8;
     view.values = values == 0 ? 0 : values + std::max<Offset>(layout_.dict.values_values, 0);
     return true;
 }
 
-bool ObjectReader::forEachKeysEntry(const DictView& view, const ItemVisitor& visit, size_t maxItems) {
+bool ObjectReader::forEachKeysEntry(const DictView& view, const ItemVisitor& visit,
+                                    size_t maxItems) {
     size_t count = std::min<size_t>(view.entryCount, maxItems);
     std::vector<uint64_t> words(count * view.entrySize / 8);
     if (count && !memory_.read(view.entries, words.data(), words.size() * 8)) return false;
     std::vector<uint64_t> splitValues(view.values ? count : 0);
-    if (view.values && count && !memory_.read(view.values, splitValues.data(), count * 8)) return false;
+    if (view.values && count && !memory_.read(view.values, splitValues.data(), count * 8))
+        return false;
     size_t stride = view.entrySize / 8;
     size_t keyIndex = view.keyOffset / 8;
     for (size_t i = 0; i < count; ++i) {
@@ -334,14 +353,17 @@ uint64_t ObjectReader::splitValuesAttribute(uint64_t type, uint64_t values, std:
     view.entrySize = 16;  // split keys are always unicode entries
     view.values = values + std::max<Offset>(layout_.dict.values_values, 0);
     uint64_t found = 0;
-    forEachKeysEntry(view, [&](uint64_t key, uint64_t value) {
-        auto text = readStr(key, name.size() + 1);
-        if (text && *text == name) {
-            found = value;
-            return false;
-        }
-        return true;
-    }, 4096);
+    forEachKeysEntry(
+        view,
+        [&](uint64_t key, uint64_t value) {
+            auto text = readStr(key, name.size() + 1);
+            if (text && *text == name) {
+                found = value;
+                return false;
+            }
+            return true;
+        },
+        4096);
     return found;
 }
 
@@ -463,15 +485,21 @@ std::string ObjectReader::renderDict(uint64_t object, const RenderLimits& limits
     std::string text = "{";
     size_t shown = 0;
     bool more = false;
-    bool ok = forEachDictItem(object, [&](uint64_t key, uint64_t value) {
-        if (shown == limits.maxItems) {
-            more = true;
-            return false;
-        }
-        if (shown++) text += ", ";
-        text += render(key, limits, depth + 1) + ": " + render(value, limits, depth + 1);
-        return true;
-    }, limits.maxItems + 1);
+    bool ok = forEachDictItem(
+        object,
+        [&](uint64_t key, uint64_t value) {
+            if (shown == limits.maxItems) {
+                more = true;
+                return false;
+            }
+            if (shown++) text += ", ";
+            auto keyText = kindOf(key) == TypeKind::kStr ? readStr(key, 64) : std::nullopt;
+            bool secret = keyText && looksSecret(*keyText);
+            text += render(key, limits, depth + 1) + ": " +
+                    (secret ? std::string(kMasked) : render(value, limits, depth + 1));
+            return true;
+        },
+        limits.maxItems + 1);
     if (!ok) return fmt::format("<dict at {:#x}>", object);
     if (more) text += ", ...";
     return text + "}";

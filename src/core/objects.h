@@ -37,7 +37,7 @@ struct RenderLimits {
 };
 
 class ObjectReader {
-public:
+  public:
     ObjectReader(MemorySource& memory, const PyLayout& layout) : memory_(memory), layout_(layout) {}
 
     // The type object of obj, 0 when unreadable.
@@ -79,7 +79,7 @@ public:
     const PyLayout& layout() const { return layout_; }
     MemorySource& memory() { return memory_; }
 
-private:
+  private:
     struct DictView;
     bool openDict(uint64_t dict, DictView& view);
     bool forEachKeysEntry(const DictView& view, const ItemVisitor& visit, size_t maxItems);
@@ -93,6 +93,11 @@ private:
     const PyLayout& layout_;
     std::unordered_map<uint64_t, TypeKind> kinds_;
 };
+
+// True for names whose values must never be shown (password, token, secret,
+// authorization, cookie, api keys...): locals and dict keys alike.
+bool looksSecret(std::string_view name);
+inline constexpr std::string_view kMasked = "'***'";
 
 // Escapes a string for display inside quotes.
 std::string quoteForDisplay(std::string_view text, char quote = '\'');

@@ -33,7 +33,9 @@ ProcessPause::ProcessPause(pid_t pid) : pid_(pid) {
     }
 }
 
-ProcessPause::~ProcessPause() { resumeAll(); }
+ProcessPause::~ProcessPause() {
+    resumeAll();
+}
 
 bool ProcessPause::attachNewTasks() {
     ProcessInfo info(pid_);

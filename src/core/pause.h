@@ -15,7 +15,7 @@
 namespace vigil {
 
 class ProcessPause {
-public:
+  public:
     // Throws PermissionError or NoSuchProcessError; resumes whatever it
     // already stopped before throwing.
     explicit ProcessPause(pid_t pid);
@@ -29,7 +29,7 @@ public:
     // is raised again once the process has been resumed.
     void holdUntilSignal();
 
-private:
+  private:
     bool attachNewTasks();
     void resumeAll();
 

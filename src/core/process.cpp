@@ -17,7 +17,9 @@
 namespace vigil {
 namespace {
 
-std::string procPath(pid_t pid, const char* what) { return fmt::format("/proc/{}/{}", pid, what); }
+std::string procPath(pid_t pid, const char* what) {
+    return fmt::format("/proc/{}/{}", pid, what);
+}
 
 // Reads a small /proc file in one go; nullopt with errno set on failure.
 std::optional<std::string> readProcFile(const std::string& path) {
@@ -38,7 +40,8 @@ std::optional<std::string> readProcFile(const std::string& path) {
 
 [[noreturn]] void throwProcError(pid_t pid, const std::string& path) {
     if (errno == ENOENT || errno == ESRCH) {
-        throw NoSuchProcessError(fmt::format("no process with PID {}: check the PID (ps, pgrep)", pid));
+        throw NoSuchProcessError(
+            fmt::format("no process with PID {}: check the PID (ps, pgrep)", pid));
     }
     if (errno == EACCES || errno == EPERM) {
         throw PermissionError(fmt::format(
@@ -75,12 +78,15 @@ std::optional<MemoryMap> parseMapsLine(const std::string& line) {
     map.readable = perms[0] == 'r';
     map.writable = perms[1] == 'w';
     map.executable = perms[2] == 'x';
-    if (pathStart > 0 && static_cast<size_t>(pathStart) < line.size()) map.path = line.substr(pathStart);
+    if (pathStart > 0 && static_cast<size_t>(pathStart) < line.size())
+        map.path = line.substr(pathStart);
     return map;
 }
 
 ProcessInfo::ProcessInfo(pid_t pid) : pid_(pid) {
-    if (pid <= 0) throw NoSuchProcessError(fmt::format("no process with PID {}: a PID is a positive number", pid));
+    if (pid <= 0)
+        throw NoSuchProcessError(
+            fmt::format("no process with PID {}: a PID is a positive number", pid));
     readMaps();
     char link[4096];
     ssize_t length = ::readlink(procPath(pid, "exe").c_str(), link, sizeof(link) - 1);
@@ -115,7 +121,8 @@ std::vector<pid_t> ProcessInfo::threadIds() const {
     DIR* dir = ::opendir(procPath(pid_, "task").c_str());
     if (!dir) return tids;
     while (dirent* entry = ::readdir(dir)) {
-        if (entry->d_name[0] >= '0' && entry->d_name[0] <= '9') tids.push_back(std::atoi(entry->d_name));
+        if (entry->d_name[0] >= '0' && entry->d_name[0] <= '9')
+            tids.push_back(std::atoi(entry->d_name));
     }
     ::closedir(dir);
     return tids;

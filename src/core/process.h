@@ -28,7 +28,7 @@ std::optional<MemoryMap> parseMapsLine(const std::string& line);
 enum class TaskState { kRunning, kIdle, kUnknown };
 
 class ProcessInfo {
-public:
+  public:
     // Throws NoSuchProcessError or PermissionError.
     explicit ProcessInfo(pid_t pid);
 
@@ -52,7 +52,7 @@ public:
     // True while /proc/PID exists and is not a zombie.
     bool alive() const;
 
-private:
+  private:
     void readMaps();
 
     pid_t pid_;

@@ -31,7 +31,8 @@ bool PythonProcess::threadStates(std::vector<std::vector<uint64_t>>& perInterpre
     const PyLayout& layout = target_.layout;
     perInterpreter.clear();
     uint64_t interp = 0;
-    if (!memory_.readPointer(target_.runtimeAddress + layout.runtime.interpreters_head, interp)) return false;
+    if (!memory_.readPointer(target_.runtimeAddress + layout.runtime.interpreters_head, interp))
+        return false;
     while (interp != 0 && perInterpreter.size() < kMaxInterpreters) {
         auto& states = perInterpreter.emplace_back();
         uint64_t state = 0;
@@ -49,7 +50,8 @@ bool PythonProcess::threadStates(std::vector<std::vector<uint64_t>>& perInterpre
     return true;
 }
 
-bool PythonProcess::walkThread(uint64_t threadState, uint64_t interp, ThreadSnapshot& out, int& torn) {
+bool PythonProcess::walkThread(uint64_t threadState, uint64_t interp, ThreadSnapshot& out,
+                               int& torn) {
     ThreadStateView view;
     bool validated = false;
     for (int attempt = 0; attempt < kMaxThreadAttempts; ++attempt) {
@@ -98,14 +100,16 @@ void PythonProcess::resolveThread(ThreadSnapshot& thread) {
         auto tid = nativeIds_.lookup(memory_, thread.threadId);
         thread.nativeThreadId = tid ? *tid : -1;
     }
-    if (thread.nativeThreadId > 0) thread.state = info_.taskState(static_cast<pid_t>(thread.nativeThreadId));
+    if (thread.nativeThreadId > 0)
+        thread.state = info_.taskState(static_cast<pid_t>(thread.nativeThreadId));
 }
 
 void PythonProcess::addLocals(FrameSnapshot& frame, const RenderLimits& limits) {
     const CodeInfo* code = codes_.withLocals(frame.raw.code);
     if (!code || code->locals.empty()) return;
     std::vector<uint64_t> values(code->locals.size());
-    if (!memory_.read(frame.raw.address + target_.layout.frame.localsplus, values.data(), values.size() * 8)) {
+    if (!memory_.read(frame.raw.address + target_.layout.frame.localsplus, values.data(),
+                      values.size() * 8)) {
         return;
     }
     for (size_t i = 0; i < values.size(); ++i) {
@@ -115,7 +119,9 @@ void PythonProcess::addLocals(FrameSnapshot& frame, const RenderLimits& limits) 
             value = objects_.cellContents(value);
         }
         if (value == 0) continue;  // not assigned yet
-        frame.locals.push_back({local.name, local.argument, objects_.render(value, limits)});
+        bool secret = looksSecret(strings_.get(local.name));
+        frame.locals.push_back({local.name, local.argument,
+                                secret ? std::string(kMasked) : objects_.render(value, limits)});
     }
 }
 
@@ -137,7 +143,8 @@ bool PythonProcess::trySnapshot(const SnapshotOptions& options, Snapshot& out) {
         auto names = threadNames(objects_, interp);
         for (ThreadSnapshot& thread : out.threads) {
             auto name = names.find(thread.threadId);
-            if (thread.interpreter == static_cast<int>(index) && name != names.end()) thread.name = name->second;
+            if (thread.interpreter == static_cast<int>(index) && name != names.end())
+                thread.name = name->second;
         }
         memory_.readPointer(interp + target_.layout.interp.next, interp);
     }
@@ -155,7 +162,8 @@ Snapshot PythonProcess::snapshot(const SnapshotOptions& options) {
     for (snapshot.attempts = 1; snapshot.attempts <= kMaxSnapshotAttempts; ++snapshot.attempts) {
         if (trySnapshot(options, snapshot)) return snapshot;
         if (!info_.alive()) {
-            throw ProcessExitedError(fmt::format("process {} exited while it was being read", info_.pid()));
+            throw ProcessExitedError(
+                fmt::format("process {} exited while it was being read", info_.pid()));
         }
     }
     throw InconsistentError(fmt::format(

@@ -48,8 +48,8 @@ struct ThreadSnapshot {
 
 struct Snapshot {
     std::vector<ThreadSnapshot> threads;
-    int attempts = 0;  // whole-snapshot attempts, 1 when nothing was torn
-    int tornWalks = 0; // per-thread walks thrown away as torn
+    int attempts = 0;   // whole-snapshot attempts, 1 when nothing was torn
+    int tornWalks = 0;  // per-thread walks thrown away as torn
     bool complete() const;
 };
 
@@ -59,7 +59,7 @@ struct SnapshotOptions {
 };
 
 class PythonProcess {
-public:
+  public:
     PythonProcess(pid_t pid, RuntimeStrategy strategy, const Narrator& narrate);
 
     const ProcessInfo& info() const { return info_; }
@@ -83,7 +83,7 @@ public:
     // Walks of a moving thread tried before its last validated one is kept.
     static constexpr int kMaxMovingAttempts = 8;
 
-private:
+  private:
     bool trySnapshot(const SnapshotOptions& options, Snapshot& out);
     bool walkThread(uint64_t threadState, uint64_t interp, ThreadSnapshot& out, int& torn);
     void keepFrames(const ThreadStateView& view, ThreadSnapshot& out);

@@ -43,7 +43,8 @@ size_t StackWalker::batchRead(uint64_t threadState, const Expectation& expected)
     requests_.clear();
     requests_.push_back({threadState, stateBuffer_.data(), stateBuffer_.size()});
     if (layout_.thread.cframe != kNone && expected.cframe) {
-        requests_.push_back({expected.cframe + layout_.thread.cframe_current_frame, &cframeFrame_, 8});
+        requests_.push_back(
+            {expected.cframe + layout_.thread.cframe_current_frame, &cframeFrame_, 8});
     }
     if (expected.chunk) {
         chunkBuffer_.resize(expected.chunkBytes);
@@ -52,7 +53,8 @@ size_t StackWalker::batchRead(uint64_t threadState, const Expectation& expected)
     size_t firstFrame = requests_.size();
     expectedFrames_.resize(expected.frames.size() * frameReadSize_);
     for (size_t i = 0; i < expected.frames.size(); ++i) {
-        requests_.push_back({expected.frames[i], expectedFrames_.data() + i * frameReadSize_, frameReadSize_});
+        requests_.push_back(
+            {expected.frames[i], expectedFrames_.data() + i * frameReadSize_, frameReadSize_});
     }
     size_t read = memory_.readMany(requests_);
     expectedRead_ = read > firstFrame ? read - firstFrame : 0;
@@ -67,9 +69,10 @@ void StackWalker::parseThreadState(uint64_t address, ThreadStateView& view) {
     view.next = field<uint64_t>(bytes, layout_.thread.next);
     view.interp = field<uint64_t>(bytes, layout_.thread.interp);
     view.threadId = field<uint64_t>(bytes, layout_.thread.thread_id);
-    view.nativeThreadId = layout_.thread.native_thread_id == kNone
-                              ? -1
-                              : static_cast<int64_t>(field<uint64_t>(bytes, layout_.thread.native_thread_id));
+    view.nativeThreadId =
+        layout_.thread.native_thread_id == kNone
+            ? -1
+            : static_cast<int64_t>(field<uint64_t>(bytes, layout_.thread.native_thread_id));
     view.datastackChunk = layout_.thread.datastack_chunk != kNone
                               ? field<uint64_t>(bytes, layout_.thread.datastack_chunk)
                               : 0;
@@ -97,7 +100,8 @@ bool StackWalker::currentFrame(Expectation& expected, bool cframeRead, ThreadSta
     return memory_.readPointer(cframe + layout_.thread.cframe_current_frame, view.frame);
 }
 
-WalkStatus StackWalker::walk(uint64_t threadState, ThreadStateView& view, std::vector<RawFrame>& frames) {
+WalkStatus StackWalker::walk(uint64_t threadState, ThreadStateView& view,
+                             std::vector<RawFrame>& frames) {
     frames.clear();
     if (expected_.size() > kMaxExpectations) expected_.clear();
     Expectation& expected = expected_[threadState];
@@ -124,7 +128,8 @@ WalkStatus StackWalker::walk(uint64_t threadState, ThreadStateView& view, std::v
 bool StackWalker::frameUnchanged(const ThreadStateView& thread) {
     uint64_t frame = 0;
     if (layout_.thread.cframe == kNone) {
-        return memory_.readPointer(thread.address + layout_.thread.frame, frame) && frame == thread.frame;
+        return memory_.readPointer(thread.address + layout_.thread.frame, frame) &&
+               frame == thread.frame;
     }
     uint64_t cframe = 0;
     if (!memory_.readPointer(thread.address + layout_.thread.cframe, cframe)) return false;
@@ -153,7 +158,8 @@ WalkStatus StackWalker::walkFrameObjects(uint64_t frame, const Expectation& expe
     while (frame != 0) {
         if (frames.size() >= kMaxDepth) return WalkStatus::kTorn;
         const uint8_t* bytes = frameBytes(frame, expected);
-        if (!bytes || !isFrameType(field<uint64_t>(bytes, layout_.object.ob_type))) return WalkStatus::kTorn;
+        if (!bytes || !isFrameType(field<uint64_t>(bytes, layout_.object.ob_type)))
+            return WalkStatus::kTorn;
         uint64_t code = field<uint64_t>(bytes, layout_.frame.code);
         if (!codes_.get(code)) return WalkStatus::kTorn;
         int32_t lasti = field<int32_t>(bytes, layout_.frame.lasti);
@@ -163,7 +169,8 @@ WalkStatus StackWalker::walkFrameObjects(uint64_t frame, const Expectation& expe
     return WalkStatus::kComplete;
 }
 
-void StackWalker::useDataStack(const ThreadStateView& thread, Expectation& expected, bool chunkRead) {
+void StackWalker::useDataStack(const ThreadStateView& thread, Expectation& expected,
+                               bool chunkRead) {
     chunkStart_ = chunkEnd_ = 0;
     uint64_t start = thread.datastackChunk;
     uint64_t end = thread.datastackTop;
@@ -205,7 +212,8 @@ const uint8_t* StackWalker::frameBytes(uint64_t frame, const Expectation& expect
     return frameBuffer_.data();
 }
 
-WalkStatus StackWalker::walkInterpreterFrames(const ThreadStateView& thread, const Expectation& expected,
+WalkStatus StackWalker::walkInterpreterFrames(const ThreadStateView& thread,
+                                              const Expectation& expected,
                                               std::vector<RawFrame>& frames) {
     bool hasShims = layout_.version.atLeast(3, 12);
     uint64_t frame = thread.frame;

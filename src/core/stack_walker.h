@@ -45,7 +45,7 @@ enum class WalkStatus {
 };
 
 class StackWalker {
-public:
+  public:
     StackWalker(MemorySource& memory, const PyLayout& layout, CodeCache& codes);
 
     // Reads the thread state at threadState into view and fills frames
@@ -59,21 +59,22 @@ public:
     // Deepest stack walked before the walk is declared torn (a cycle).
     static constexpr size_t kMaxDepth = 1 << 16;
 
-private:
+  private:
     // Where a thread state's frames were at its last walk.
     struct Expectation {
         // Frames that are not in a copied data stack (all of them before
         // 3.11; generator frames and entry shims after), innermost first.
         std::vector<uint64_t> frames;
-        uint64_t cframe = 0;           // 3.11-3.12: the _PyCFrame last seen
-        uint64_t chunk = 0;            // 3.11+: the data stack chunk last seen
-        size_t chunkBytes = 0;         // how much of it to copy
+        uint64_t cframe = 0;    // 3.11-3.12: the _PyCFrame last seen
+        uint64_t chunk = 0;     // 3.11+: the data stack chunk last seen
+        size_t chunkBytes = 0;  // how much of it to copy
     };
 
     size_t batchRead(uint64_t threadState, const Expectation& expected);
     void parseThreadState(uint64_t address, ThreadStateView& view);
     bool currentFrame(Expectation& expected, bool cframeRead, ThreadStateView& view);
-    WalkStatus walkFrameObjects(uint64_t frame, const Expectation& expected, std::vector<RawFrame>& frames);
+    WalkStatus walkFrameObjects(uint64_t frame, const Expectation& expected,
+                                std::vector<RawFrame>& frames);
     WalkStatus walkInterpreterFrames(const ThreadStateView& thread, const Expectation& expected,
                                      std::vector<RawFrame>& frames);
     void useDataStack(const ThreadStateView& thread, Expectation& expected, bool chunkRead);
@@ -94,7 +95,7 @@ private:
     size_t expectedRead_ = 0;              // how many of them the batch read
     size_t expectedNext_ = 0;              // where to look for the next frame
     size_t expectedMisses_ = 0;
-    std::vector<uint64_t> seenFrames_;     // frames read outside the data stack this walk
+    std::vector<uint64_t> seenFrames_;  // frames read outside the data stack this walk
     std::vector<uint8_t> chunkBuffer_;
     uint64_t chunkStart_ = 0;
     uint64_t chunkEnd_ = 0;

@@ -13,7 +13,7 @@ namespace vigil {
 using StringId = uint32_t;
 
 class StringTable {
-public:
+  public:
     StringTable() { intern(""); }
 
     StringId intern(std::string_view text) {
@@ -28,7 +28,7 @@ public:
     const std::string& get(StringId id) const { return strings_.at(id); }
     size_t size() const { return strings_.size(); }
 
-private:
+  private:
     std::deque<std::string> strings_;
     std::unordered_map<std::string_view, StringId> ids_;
 };

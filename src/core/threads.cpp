@@ -6,7 +6,8 @@
 
 namespace vigil {
 
-uint64_t gilHolder(MemorySource& memory, const PyLayout& layout, uint64_t runtime, uint64_t interp) {
+uint64_t gilHolder(MemorySource& memory, const PyLayout& layout, uint64_t runtime,
+                   uint64_t interp) {
     uint64_t gil = runtime;
     Offset lockedOffset = layout.runtime.gil_locked;
     Offset holderOffset = layout.runtime.gil_last_holder;
@@ -31,14 +32,16 @@ bool NativeThreadIds::learn(MemorySource& memory, const std::vector<uint64_t>& p
     std::vector<std::vector<int32_t>> structs;
     for (uint64_t pthread : pthreads) {
         std::vector<int32_t> words(kSearchBytes / 4);
-        if (pthread && memory.read(pthread, words.data(), kSearchBytes)) structs.push_back(std::move(words));
+        if (pthread && memory.read(pthread, words.data(), kSearchBytes))
+            structs.push_back(std::move(words));
     }
     if (structs.empty()) return false;
     for (size_t index = 0; index < kSearchBytes / 4; ++index) {
         std::set<pid_t> seen;
-        bool all = std::all_of(structs.begin(), structs.end(), [&](const std::vector<int32_t>& words) {
-            return taskSet.count(words[index]) && seen.insert(words[index]).second;
-        });
+        bool all =
+            std::all_of(structs.begin(), structs.end(), [&](const std::vector<int32_t>& words) {
+                return taskSet.count(words[index]) && seen.insert(words[index]).second;
+            });
         if (all) {
             offset_ = index * 4;
             return true;
@@ -56,21 +59,25 @@ std::optional<pid_t> NativeThreadIds::lookup(MemorySource& memory, uint64_t pthr
 std::unordered_map<uint64_t, std::string> threadNames(ObjectReader& objects, uint64_t interp) {
     std::unordered_map<uint64_t, std::string> names;
     uint64_t modules = 0;
-    if (!objects.memory().readPointer(interp + objects.layout().interp.modules, modules) || !modules) {
+    if (!objects.memory().readPointer(interp + objects.layout().interp.modules, modules) ||
+        !modules) {
         return names;
     }
     uint64_t threading = objects.dictLookup(modules, "threading");
     uint64_t active = threading ? objects.dictLookup(objects.moduleDict(threading), "_active") : 0;
     if (!active) return names;
-    objects.forEachDictItem(active, [&](uint64_t key, uint64_t thread) {
-        auto ident = objects.readInt(key);
-        uint64_t nameObject = objects.instanceAttribute(thread, "_name");
-        auto name = nameObject ? objects.readStr(nameObject, 256) : std::nullopt;
-        if (ident && name && ident->front() != '-' && ident->front() != '<') {
-            names.emplace(std::stoull(*ident), *name);
-        }
-        return true;
-    }, 100000);
+    objects.forEachDictItem(
+        active,
+        [&](uint64_t key, uint64_t thread) {
+            auto ident = objects.readInt(key);
+            uint64_t nameObject = objects.instanceAttribute(thread, "_name");
+            auto name = nameObject ? objects.readStr(nameObject, 256) : std::nullopt;
+            if (ident && name && ident->front() != '-' && ident->front() != '<') {
+                names.emplace(std::stoull(*ident), *name);
+            }
+            return true;
+        },
+        100000);
     return names;
 }
 

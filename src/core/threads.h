@@ -24,7 +24,7 @@ uint64_t gilHolder(MemorySource& memory, const PyLayout& layout, uint64_t runtim
 // it is learnt from the process itself: the offset at which every known
 // pthread holds a distinct id of one of the process's tasks.
 class NativeThreadIds {
-public:
+  public:
     bool learn(MemorySource& memory, const std::vector<uint64_t>& pthreads,
                const std::vector<pid_t>& tasks);
     std::optional<pid_t> lookup(MemorySource& memory, uint64_t pthread) const;
@@ -32,7 +32,7 @@ public:
 
     static constexpr size_t kSearchBytes = 2048;
 
-private:
+  private:
     std::optional<size_t> offset_;
 };
 

@@ -46,7 +46,8 @@ void appendFrames(std::string& out, const ThreadSnapshot& thread, const StringTa
 
 std::string dumpAsText(const DumpContext& context) {
     const PythonProcess& process = context.process;
-    std::string out = fmt::format("Process {}: {}\n", process.info().pid(), process.info().commandLine());
+    std::string out =
+        fmt::format("Process {}: {}\n", process.info().pid(), process.info().commandLine());
     out += fmt::format("Python {} ({})\n", process.layout().version.str(), process.target().binary);
     for (const ThreadSnapshot& thread : context.snapshot.threads) {
         out += "\n" + threadHeading(thread) + "\n";
@@ -83,7 +84,8 @@ nlohmann::json dumpAsJson(const DumpContext& context) {
         }
         threads.push_back({
             {"thread_id", thread.threadId},
-            {"native_thread_id", thread.nativeThreadId > 0 ? json(thread.nativeThreadId) : json(nullptr)},
+            {"native_thread_id",
+             thread.nativeThreadId > 0 ? json(thread.nativeThreadId) : json(nullptr)},
             {"name", thread.name.empty() ? json(nullptr) : json(thread.name)},
             {"interpreter", thread.interpreter},
             {"holds_gil", thread.holdsGil},
@@ -96,13 +98,15 @@ nlohmann::json dumpAsJson(const DumpContext& context) {
         {"schema_version", 1},
         {"pid", process.info().pid()},
         {"command_line", process.info().commandLine()},
-        {"python", {{"version", process.layout().version.str()},
-                    {"binary", process.target().binary},
-                    {"runtime_found_by", process.target().foundBy}}},
-        {"snapshot", {{"blocking", context.blocking},
-                      {"attempts", context.snapshot.attempts},
-                      {"torn_walks", context.snapshot.tornWalks},
-                      {"duration_ms", context.durationMs}}},
+        {"python",
+         {{"version", process.layout().version.str()},
+          {"binary", process.target().binary},
+          {"runtime_found_by", process.target().foundBy}}},
+        {"snapshot",
+         {{"blocking", context.blocking},
+          {"attempts", context.snapshot.attempts},
+          {"torn_walks", context.snapshot.tornWalks},
+          {"duration_ms", context.durationMs}}},
         {"threads", std::move(threads)},
     };
 }

@@ -1,4 +1,5 @@
 """`vigil dump` against targets with known stacks, on every interpreter found."""
+import json
 import os
 import re
 
@@ -112,3 +113,7 @@ def test_locals(python, start_target):
     assert len(values["long_text"]["value"]) < 100
     assert re.fullmatch(r"<Custom at 0x[0-9a-f]+>", values["custom"]["value"])
     assert values["long_list"]["value"].endswith("... (100 items)]")
+    # Secrets never leave the process: by variable name and by dict key.
+    assert values["db_password"]["value"] == "'***'"
+    assert values["headers"]["value"] == "{'Authorization': '***', 'Accept': 'text/html'}"
+    assert "hunter2" not in json.dumps(values) and "Bearer" not in json.dumps(values)

@@ -24,6 +24,8 @@ def with_locals(number, text):
     long_text = "x" * 1000
     custom = Custom()
     long_list = list(range(100))
+    db_password = "hunter2"
+    headers = {"Authorization": "Bearer abc", "Accept": "text/html"}
 
     def closure():
         return captured

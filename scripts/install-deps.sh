@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages vigil needs to build and test; does nothing
+# when they are all there already (idempotent, no network then).
+set -euo pipefail
+
+PACKAGES=(
+  cmake ninja-build g++ pkg-config
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libcli11-dev libfmt-dev nlohmann-json3-dev libelf-dev
+  python3 python3-pytest util-linux clang-format
+)
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  echo "vigil: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "vigil: installing packages needs root; run as root or install them yourself" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
