@@ -20,6 +20,9 @@ constexpr uint64_t kChunkSlack = 256;
 constexpr size_t kMaxExpectations = 4096;
 // Expected frames looked up before giving up on finding a moved frame.
 constexpr size_t kMaxMisses = 8;
+// Expected frames this close are read as one span, up to this size.
+constexpr uint64_t kMergeGap = 1024;
+constexpr uint64_t kMaxSpan = 64 * 1024;
 
 template <typename T>
 T field(const uint8_t* bytes, Offset offset) {
@@ -39,6 +42,38 @@ StackWalker::StackWalker(MemorySource& memory, const PyLayout& layout, CodeCache
     frameBuffer_.resize(frameReadSize_);
 }
 
+void StackWalker::planFrameReads(const Expectation& expected) {
+    // Frames allocated near each other (recursion, pymalloc pools) are read
+    // as one span: the kernel's cost is per place read more than per byte.
+    size_t count = expected.frames.size();
+    order_.resize(count);
+    for (size_t i = 0; i < count; ++i) order_[i] = i;
+    std::sort(order_.begin(), order_.end(),
+              [&](size_t a, size_t b) { return expected.frames[a] < expected.frames[b]; });
+    spans_.clear();
+    frameSpan_.resize(count);
+    frameOffset_.resize(count);
+    for (size_t i : order_) {
+        uint64_t start = expected.frames[i];
+        uint64_t end = start + frameReadSize_;
+        bool extend = !spans_.empty() && start <= spans_.back().end + kMergeGap &&
+                      end - spans_.back().start <= kMaxSpan;
+        if (!extend) spans_.push_back({start, end, 0});
+        spans_.back().end = std::max(spans_.back().end, end);
+        frameSpan_[i] = spans_.size() - 1;
+    }
+    size_t offset = 0;
+    for (Span& span : spans_) {
+        span.bufferOffset = offset;
+        offset += span.end - span.start;
+    }
+    expectedFrames_.resize(offset);
+    for (size_t i = 0; i < count; ++i) {
+        const Span& span = spans_[frameSpan_[i]];
+        frameOffset_[i] = span.bufferOffset + (expected.frames[i] - span.start);
+    }
+}
+
 size_t StackWalker::batchRead(uint64_t threadState, const Expectation& expected) {
     requests_.clear();
     requests_.push_back({threadState, stateBuffer_.data(), stateBuffer_.size()});
@@ -50,14 +85,14 @@ size_t StackWalker::batchRead(uint64_t threadState, const Expectation& expected)
         chunkBuffer_.resize(expected.chunkBytes);
         requests_.push_back({expected.chunk, chunkBuffer_.data(), expected.chunkBytes});
     }
-    size_t firstFrame = requests_.size();
-    expectedFrames_.resize(expected.frames.size() * frameReadSize_);
-    for (size_t i = 0; i < expected.frames.size(); ++i) {
+    size_t firstSpan = requests_.size();
+    planFrameReads(expected);
+    for (const Span& span : spans_) {
         requests_.push_back(
-            {expected.frames[i], expectedFrames_.data() + i * frameReadSize_, frameReadSize_});
+            {span.start, expectedFrames_.data() + span.bufferOffset, span.end - span.start});
     }
     size_t read = memory_.readMany(requests_);
-    expectedRead_ = read > firstFrame ? read - firstFrame : 0;
+    spansRead_ = read > firstSpan ? read - firstSpan : 0;
     expectedNext_ = expectedMisses_ = 0;
     seenFrames_.clear();
     return read;
@@ -201,10 +236,11 @@ const uint8_t* StackWalker::frameBytes(uint64_t frame, const Expectation& expect
     // Frame objects, generator frames and entry shims: a frame still where
     // the last walk saw it was read in the batch; others are read now.
     seenFrames_.push_back(frame);
-    for (size_t j = expectedNext_; j < expectedRead_ && expectedMisses_ < kMaxMisses; ++j) {
-        if (expected.frames[j] == frame) {
+    size_t count = expected.frames.size();
+    for (size_t j = expectedNext_; j < count && expectedMisses_ < kMaxMisses; ++j) {
+        if (expected.frames[j] == frame && frameSpan_[j] < spansRead_) {
             expectedNext_ = j + 1;
-            return expectedFrames_.data() + j * frameReadSize_;
+            return expectedFrames_.data() + frameOffset_[j];
         }
     }
     ++expectedMisses_;

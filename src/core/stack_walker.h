@@ -70,6 +70,13 @@ class StackWalker {
         size_t chunkBytes = 0;  // how much of it to copy
     };
 
+    struct Span {
+        uint64_t start;
+        uint64_t end;
+        size_t bufferOffset;
+    };
+
+    void planFrameReads(const Expectation& expected);
     size_t batchRead(uint64_t threadState, const Expectation& expected);
     void parseThreadState(uint64_t address, ThreadStateView& view);
     bool currentFrame(Expectation& expected, bool cframeRead, ThreadStateView& view);
@@ -91,9 +98,13 @@ class StackWalker {
     std::vector<ReadRequest> requests_;
     std::vector<uint8_t> stateBuffer_;
     uint64_t cframeFrame_ = 0;
-    std::vector<uint8_t> expectedFrames_;  // expected frames read in the batch
-    size_t expectedRead_ = 0;              // how many of them the batch read
-    size_t expectedNext_ = 0;              // where to look for the next frame
+    std::vector<uint8_t> expectedFrames_;  // the spans of expected frames read in the batch
+    std::vector<size_t> order_;
+    std::vector<Span> spans_;
+    std::vector<size_t> frameSpan_;    // expected frame -> its span
+    std::vector<size_t> frameOffset_;  // expected frame -> its bytes in expectedFrames_
+    size_t spansRead_ = 0;             // how many spans the batch read
+    size_t expectedNext_ = 0;          // where to look for the next frame
     size_t expectedMisses_ = 0;
     std::vector<uint64_t> seenFrames_;  // frames read outside the data stack this walk
     std::vector<uint8_t> chunkBuffer_;

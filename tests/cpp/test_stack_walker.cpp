@@ -38,17 +38,21 @@ class WalkerTest : public ::testing::Test {
 
 TEST_F(WalkerTest, WalksInnermostFirst) {
     uint64_t state = fake_.threadState(0x1234, chain({"main", "handle", "query"}));
+    uint64_t readsBefore = memory_.readCount();
     ASSERT_EQ(walker_.walk(state, view_, frames_), WalkStatus::kComplete);
+    uint64_t firstWalkReads = memory_.readCount() - readsBefore;
     ASSERT_EQ(frames_.size(), 3u);
     EXPECT_EQ(strings_.get(codes_.get(frames_[0].code)->name), "query");
     EXPECT_EQ(strings_.get(codes_.get(frames_[2].code)->name), "main");
     EXPECT_EQ(strings_.get(codes_.get(frames_[0].code)->filename), "app.py");
     EXPECT_EQ(view_.interp, 0x1234u);
-    // Walking again uses the batch read of the frames seen last time.
-    uint64_t readsBefore = memory_.readCount();
+    // Walking again reads the thread state and the frames seen last time in
+    // one batch (BufferMemory counts each span of it), and nothing else.
+    readsBefore = memory_.readCount();
     ASSERT_EQ(walker_.walk(state, view_, frames_), WalkStatus::kComplete);
     EXPECT_EQ(frames_.size(), 3u);
-    EXPECT_EQ(memory_.readCount() - readsBefore, 4u);  // BufferMemory reads one by one
+    EXPECT_LT(memory_.readCount() - readsBefore, firstWalkReads);
+    EXPECT_LE(memory_.readCount() - readsBefore, 1u + 3u);
 }
 
 TEST_F(WalkerTest, CycleIsTornNotAHang) {
