@@ -91,15 +91,19 @@ DebugOffsets313 offsetsFrom(const PyLayout& l) {
     return d;
 }
 
-TEST(DebugOffsets, RoundTripThroughTheGeneratedTable) {
-    PyLayout table = *generatedLayout(3, 13);
-    DebugOffsets313 published = offsetsFrom(table);
+// Publishes offsets at an address of a fake target and reads them back.
+bool readPublished(const DebugOffsets313& published, DebugOffsets313& read, std::string& why) {
     std::vector<uint8_t> buffer(sizeof(published));
     std::memcpy(buffer.data(), &published, sizeof(published));
     BufferMemory memory(0x5000, buffer);
+    return readDebugOffsets(memory, 0x5000, read, why);
+}
+
+TEST(DebugOffsets, RoundTripThroughTheGeneratedTable) {
+    PyLayout table = *generatedLayout(3, 13);
     DebugOffsets313 read{};
     std::string why;
-    ASSERT_TRUE(readDebugOffsets(memory, 0x5000, read, why)) << why;
+    ASSERT_TRUE(readPublished(offsetsFrom(table), read, why)) << why;
     PyLayout applied = table;
     applyDebugOffsets(read, applied);
     EXPECT_EQ(applied.version.str(), "3.13.0");
@@ -113,11 +117,8 @@ TEST(DebugOffsets, RefusesAWrongCookieAVersionOrAnImplausibleOffset) {
     PyLayout table = *generatedLayout(3, 13);
     std::string why;
     DebugOffsets313 read{};
-    auto check = [&](DebugOffsets313 published) {
-        std::vector<uint8_t> buffer(sizeof(published));
-        std::memcpy(buffer.data(), &published, sizeof(published));
-        BufferMemory memory(0x5000, buffer);
-        return readDebugOffsets(memory, 0x5000, read, why);
+    auto check = [&](const DebugOffsets313& published) {
+        return readPublished(published, read, why);
     };
     DebugOffsets313 badCookie = offsetsFrom(table);
     badCookie.cookie[0] = 'y';
