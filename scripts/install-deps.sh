@@ -7,7 +7,9 @@ PACKAGES=(
   cmake ninja-build g++ pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libfmt-dev nlohmann-json3-dev libelf-dev
-  python3 python3-pytest util-linux clang-format
+  python3 python3-pytest util-linux clang-format chromium
+  libprotobuf-dev protobuf-compiler zlib1g-dev
+  python3-jsonschema python3-protobuf golang-go libncurses-dev tmux
 )
 
 missing=()

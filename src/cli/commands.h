@@ -20,5 +20,7 @@ struct Verbosity {
 };
 
 Command addDumpCommand(CLI::App& app, const Verbosity& verbosity);
+Command addRecordCommand(CLI::App& app, const Verbosity& verbosity);
+Command addTopCommand(CLI::App& app, const Verbosity& verbosity);
 
 }  // namespace vigil::cli

@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
     app.add_flag("-v,--verbose", verbosity.verbose, "Say which steps ran and why one failed");
     const std::vector<cli::Command> commands = {
         cli::addDumpCommand(app, verbosity),
+        cli::addRecordCommand(app, verbosity),
+        cli::addTopCommand(app, verbosity),
     };
     try {
         app.parse(argc, argv);

@@ -1,5 +1,7 @@
 #include "core/code_cache.h"
 
+#include <algorithm>
+#include <cstring>
 #include <span>
 
 namespace vigil {
@@ -19,7 +21,14 @@ constexpr int64_t kMaxLocals = 1 << 16;
 
 const CodeInfo* CodeCache::get(uint64_t code) {
     auto found = codes_.find(code);
-    if (found != codes_.end()) return found->second.get();
+    if (found != codes_.end()) {
+        CodeInfo& info = *found->second;
+        if (nowNs_ - info.verifiedNs > kVerifyEveryNs && !info.pendingVerification) {
+            info.pendingVerification = true;
+            pending_.push_back(code);
+        }
+        return &info;
+    }
     auto info = load(code);
     if (!info) return nullptr;
     return codes_.emplace(code, std::move(info)).first->second.get();
@@ -38,10 +47,67 @@ StringId CodeCache::readName(uint64_t codeField, uint64_t code) {
     return strings_.intern(text ? *text : "?");
 }
 
-std::unique_ptr<CodeInfo> CodeCache::load(uint64_t code) {
-    if (objects_.kindOf(code) != TypeKind::kCode) return nullptr;
+size_t CodeCache::fingerprintBytes() const {
     const PyLayout& layout = objects_.layout();
+    Offset end = std::max(
+        {layout.object.ob_type, layout.code.filename, layout.code.name, layout.code.firstlineno});
+    return static_cast<size_t>(end) + 8;
+}
+
+CodeInfo::Fingerprint CodeCache::fingerprintFrom(const uint8_t* bytes) const {
+    const PyLayout& layout = objects_.layout();
+    CodeInfo::Fingerprint fingerprint;
+    std::memcpy(&fingerprint.type, bytes + layout.object.ob_type, 8);
+    std::memcpy(&fingerprint.filename, bytes + layout.code.filename, 8);
+    std::memcpy(&fingerprint.name, bytes + layout.code.name, 8);
+    std::memcpy(&fingerprint.firstLine, bytes + layout.code.firstlineno, 4);
+    return fingerprint;
+}
+
+bool CodeCache::readFingerprint(uint64_t code, CodeInfo::Fingerprint& out) {
+    std::vector<uint8_t> bytes(fingerprintBytes());
+    if (!objects_.memory().read(code, bytes.data(), bytes.size())) return false;
+    out = fingerprintFrom(bytes.data());
+    return true;
+}
+
+void CodeCache::verifyPending() {
+    if (pending_.empty()) return;
+    size_t size = fingerprintBytes();
+    verifyBuffer_.resize(pending_.size() * size);
+    verifyRequests_.clear();
+    for (size_t i = 0; i < pending_.size(); ++i) {
+        verifyRequests_.push_back({pending_[i], verifyBuffer_.data() + i * size, size});
+    }
+    size_t read = objects_.memory().readMany(verifyRequests_);
+    for (size_t i = 0; i < pending_.size(); ++i) {
+        auto found = codes_.find(pending_[i]);
+        if (found == codes_.end()) continue;
+        CodeInfo& info = *found->second;
+        info.pendingVerification = false;
+        if (i < read && fingerprintFrom(verifyBuffer_.data() + i * size) == info.fingerprint) {
+            info.verifiedNs = nowNs_;
+            continue;
+        }
+        // Another object lives here now: decode it afresh (or forget it).
+        uint32_t generation = info.generation + 1;
+        auto fresh = load(pending_[i]);
+        if (!fresh) {
+            codes_.erase(found);
+            continue;
+        }
+        fresh->generation = generation;
+        found->second = std::move(fresh);
+    }
+    pending_.clear();
+}
+
+std::unique_ptr<CodeInfo> CodeCache::load(uint64_t code) {
     auto info = std::make_unique<CodeInfo>();
+    if (!readFingerprint(code, info->fingerprint) || objects_.kindOf(code) != TypeKind::kCode)
+        return nullptr;
+    info->verifiedNs = nowNs_;
+    const PyLayout& layout = objects_.layout();
     int32_t firstLine = 0;
     uint64_t table = 0;
     if (!objects_.memory().readValue(code + layout.code.firstlineno, firstLine) ||

@@ -24,6 +24,19 @@ struct LocalVariable {
 };
 
 struct CodeInfo {
+    // What the object at this address looked like when decoded: a code object
+    // can be freed and another allocated at its address, and these tell.
+    struct Fingerprint {
+        uint64_t type = 0;
+        uint64_t filename = 0;  // pointers to the name objects
+        uint64_t name = 0;
+        int32_t firstLine = 0;
+        bool operator==(const Fingerprint&) const = default;
+    } fingerprint;
+    uint32_t generation = 0;  // bumped when the address turns out to hold another code object
+    int64_t verifiedNs = 0;
+    bool pendingVerification = false;
+
     StringId filename = 0;
     StringId name = 0;
     StringId qualname = 0;  // the plain name before 3.11
@@ -46,6 +59,15 @@ class CodeCache {
 
     // The decoded code object at this address, nullptr if it is not one.
     const CodeInfo* get(uint64_t code);
+
+    // Long-running users (the sampler) tell the time each round; entries
+    // used then and not checked for kVerifyEveryNs are queued, and
+    // verifyPending() checks them all in one batched read, decoding again any
+    // whose address now holds another code object. A freed code object's
+    // name can so be shown for another at most kVerifyEveryNs.
+    void setClock(int64_t nowNs) { nowNs_ = nowNs; }
+    void verifyPending();
+    static constexpr int64_t kVerifyEveryNs = 20'000'000;
     // The same with its local variable names loaded.
     const CodeInfo* withLocals(uint64_t code);
 
@@ -57,10 +79,17 @@ class CodeCache {
     void loadLocals(uint64_t code, CodeInfo& info);
     void appendNames(uint64_t tuple, LocalKind kind, std::vector<LocalVariable>& out);
     StringId readName(uint64_t codeField, uint64_t code);
+    bool readFingerprint(uint64_t code, CodeInfo::Fingerprint& out);
+    CodeInfo::Fingerprint fingerprintFrom(const uint8_t* bytes) const;
+    size_t fingerprintBytes() const;
 
     ObjectReader& objects_;
     StringTable& strings_;
     std::unordered_map<uint64_t, std::unique_ptr<CodeInfo>> codes_;
+    int64_t nowNs_ = 0;
+    std::vector<uint64_t> pending_;
+    std::vector<uint8_t> verifyBuffer_;
+    std::vector<ReadRequest> verifyRequests_;
 };
 
 }  // namespace vigil

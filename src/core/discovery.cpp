@@ -281,6 +281,7 @@ PythonTarget discoverPython(const ProcessInfo& process, MemorySource& memory,
         } else if ((version = versionFromFileName(candidate.path))) {
             narrate(
                 fmt::format("version: {}.{} from the file name", version->major, version->minor));
+            version->micro = -1;  // PythonProcess reads it from sys.version
         }
         if (version && !version->atLeast(3, 8)) {
             throw UnsupportedVersionError(

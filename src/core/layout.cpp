@@ -10,7 +10,8 @@ std::span<const PyLayout> generatedLayouts();
 }  // namespace detail
 
 std::string PyVersion::str() const {
-    return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(micro);
+    std::string text = std::to_string(major) + "." + std::to_string(minor);
+    return micro >= 0 ? text + "." + std::to_string(micro) : text;  // micro -1: unknown
 }
 
 std::optional<PyLayout> generatedLayout(int major, int minor) {

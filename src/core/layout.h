@@ -19,7 +19,7 @@ inline constexpr Offset kNone = -1;
 struct PyVersion {
     int major = 0;
     int minor = 0;
-    int micro = 0;
+    int micro = 0;  // -1 when unknown
 
     constexpr bool atLeast(int maj, int min) const {
         return major > maj || (major == maj && minor >= min);

@@ -1,6 +1,7 @@
 #include "core/python_process.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include <fmt/format.h>
 
@@ -25,7 +26,27 @@ PythonProcess::PythonProcess(pid_t pid, RuntimeStrategy strategy, const Narrator
       target_(discoverPython(info_, memory_, strategy, narrate)),
       objects_(memory_, target_.layout),
       codes_(objects_, strings_),
-      walker_(memory_, target_.layout, codes_) {}
+      walker_(memory_, target_.layout, codes_) {
+    if (target_.layout.version.micro < 0) readMicroVersion();
+}
+
+void PythonProcess::readMicroVersion() {
+    // Before 3.11 no symbol holds the full version: sys.version does.
+    uint64_t interp = 0, modules = 0;
+    const PyLayout& layout = target_.layout;
+    if (!memory_.readPointer(target_.runtimeAddress + layout.runtime.interpreters_head, interp) ||
+        !memory_.readPointer(interp + layout.interp.modules, modules)) {
+        return;
+    }
+    uint64_t sys = modules ? objects_.dictLookup(modules, "sys") : 0;
+    uint64_t version = sys ? objects_.dictLookup(objects_.moduleDict(sys), "version") : 0;
+    auto text = version ? objects_.readStr(version, 16) : std::nullopt;
+    int major = 0, minor = 0, micro = 0;
+    if (text && std::sscanf(text->c_str(), "%d.%d.%d", &major, &minor, &micro) == 3 &&
+        major == layout.version.major && minor == layout.version.minor) {
+        target_.layout.version.micro = micro;
+    }
+}
 
 bool PythonProcess::threadStates(std::vector<std::vector<uint64_t>>& perInterpreter) {
     const PyLayout& layout = target_.layout;

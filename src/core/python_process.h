@@ -69,6 +69,7 @@ class PythonProcess {
     StringTable& strings() { return strings_; }
     CodeCache& codes() { return codes_; }
     StackWalker& walker() { return walker_; }
+    ObjectReader& objects() { return objects_; }
 
     // Every thread of every interpreter with its stack. Torn walks are
     // retried; throws InconsistentError if the thread list itself never
@@ -84,6 +85,7 @@ class PythonProcess {
     static constexpr int kMaxMovingAttempts = 8;
 
   private:
+    void readMicroVersion();
     bool trySnapshot(const SnapshotOptions& options, Snapshot& out);
     bool walkThread(uint64_t threadState, uint64_t interp, ThreadSnapshot& out, int& torn);
     void keepFrames(const ThreadStateView& view, ThreadSnapshot& out);

@@ -39,6 +39,7 @@ def test_every_frame_matches_the_truth(python, known):
     for thread_id, frames in expected.items():
         assert got[thread_id] == frames, "thread %#x" % thread_id
     assert len(dump["threads"]) == 30  # 28 workers, the long-path worker and main
+    assert dump["python"]["version"] == "%d.%d.%d" % python.version
 
 
 def test_the_interesting_frames_are_there(python, known):

@@ -1,0 +1,79 @@
+"""`vigil top`: the plain table without a terminal, and the live screen in tmux."""
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import VIGIL, run_vigil
+
+# A guard against a screen that never shows up, not a synchronisation.
+SCREEN_TIMEOUT = 60
+
+
+def test_plain_snapshots_without_a_terminal(python, start_target):
+    target = start_target(python, "busy_and_sleeping.py")
+    result = run_vigil("top", target.pid, "--duration", 2.5, "--interval", 1, "-n", 5)
+    assert result.returncode == 0, result.stderr
+    snapshots = result.stdout.strip().split("\n\n")
+    assert len(snapshots) == 2
+    for snapshot in snapshots:
+        lines = snapshot.splitlines()
+        assert lines[0].startswith("vigil top: pid %d " % target.pid)
+        assert re.match(r"Threads: 3 \(1 running\)   GIL held: \d+%   Samples: \d+", lines[1]), lines[1]
+        assert "%Own" in lines[2]
+        own, total = re.match(r"\s*([\d.]+)%\s+([\d.]+)%", lines[3]).groups()
+        assert "spin (" in lines[3] and float(own) >= 95.0, lines[3]
+
+
+class Tmux:
+    def __init__(self, name):
+        self.socket = "vigil-test-%d-%s" % (os.getpid(), name)
+
+    def run(self, *args, check=True):
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=check)
+
+    def screen(self):
+        return self.run("capture-pane", "-p", "-t", "top").stdout
+
+    def wait_for(self, text):
+        deadline = time.monotonic() + SCREEN_TIMEOUT
+        while text not in self.screen():
+            assert time.monotonic() < deadline, "never showed %r:\n%s" % (text, self.screen())
+            time.sleep(0.05)  # polling the screen for a condition, not waiting for time to pass
+
+    def kill(self):
+        self.run("kill-server", check=False)
+
+
+@pytest.fixture
+def tmux(request):
+    session = Tmux(request.node.name[-20:].replace("[", "").replace("]", ""))
+    yield session
+    session.kill()
+
+
+def test_live_screen_in_tmux(python, start_target, tmux):
+    target = start_target(python, "busy_and_sleeping.py")
+    done = "/tmp/vigil-top-done-%d" % os.getpid()
+    tmux.run("new-session", "-d", "-s", "top", "-x", "160", "-y", "40",
+             "%s top %d --interval 0.5; echo exit=$? > %s; sleep 600" % (VIGIL, target.pid, done))
+    tmux.wait_for("spin (")
+    screen = tmux.screen()
+    assert "vigil top: pid %d" % target.pid in screen
+    assert re.search(r"Threads: 3 \(1 running\)", screen)
+    tmux.run("send-keys", "-t", "top", "2")
+    tmux.wait_for("(now 2)")
+    tmux.run("send-keys", "-t", "top", "p")
+    tmux.wait_for("[PAUSED]")
+    tmux.run("send-keys", "-t", "top", "p")
+    tmux.run("send-keys", "-t", "top", "q")
+    deadline = time.monotonic() + SCREEN_TIMEOUT
+    while not os.path.exists(done):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with open(done) as f:
+        assert f.read().strip() == "exit=0"
+    os.unlink(done)
+    assert target.process.poll() is None
