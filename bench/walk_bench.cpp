@@ -12,16 +12,13 @@
 
 #include <fmt/format.h>
 
+#include "bench_util.h"
+
 #include "core/python_process.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double median(std::vector<double> values) {
-    std::sort(values.begin(), values.end());
-    return values[values.size() / 2];
-}
 
 template <typename Work>
 double nanosecondsPerCall(int calls, Work&& work) {
@@ -34,6 +31,7 @@ double nanosecondsPerCall(int calls, Work&& work) {
 
 int main(int argc, char** argv) {
     using namespace vigil;
+    using bench::median;
     if (argc < 2) {
         std::fprintf(stderr, "usage: vigil_bench_walk PID [BATCHES] [WALKS_PER_BATCH]\n");
         return 2;

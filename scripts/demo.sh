@@ -13,3 +13,6 @@ build/src/cli/vigil dump "$pid"
 echo
 echo "== vigil dump --locals $pid   (the request handler's frame)"
 build/src/cli/vigil dump --locals "$pid" | grep -A8 'handle_request (' | head -9
+echo
+echo "== vigil record --pid $pid --duration 2 -o build/demo-profile.html   (a flame graph to open in a browser)"
+build/src/cli/vigil record --pid "$pid" --duration 2 -o build/demo-profile.html

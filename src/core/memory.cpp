@@ -61,25 +61,70 @@ bool ProcessMemory::read(uint64_t address, void* out, size_t size) {
 }
 
 size_t ProcessMemory::readMany(std::span<const ReadRequest> requests) {
-    size_t count = std::min<size_t>(requests.size(), IOV_MAX);
+    planGroups(requests);
+    size_t count = groups_.size();
     local_.resize(count);
     remote_.resize(count);
+    scratch_.resize(scratchSize_);
     for (size_t i = 0; i < count; ++i) {
-        local_[i] = {requests[i].out, requests[i].size};
-        remote_[i] = {reinterpret_cast<void*>(requests[i].address), requests[i].size};
+        const Group& group = groups_[i];
+        void* out =
+            group.requests == 1 ? requests[group.first].out : scratch_.data() + group.scratch;
+        local_[i] = {out, group.end - group.start};
+        remote_[i] = {reinterpret_cast<void*>(group.start), group.end - group.start};
     }
     ++reads_;
     ssize_t got = process_vm_readv(pid_, local_.data(), count, remote_.data(), count, 0);
     if (got < 0 && (errno == EPERM || errno == ESRCH)) throwReadError();
-    // The kernel stops at the first request it cannot read in full.
+    // The kernel stops at the first place it cannot read in full.
     size_t done = 0;
-    for (size_t bytes = got < 0 ? 0 : got; done < count && bytes >= requests[done].size; ++done) {
-        bytes -= requests[done].size;
+    size_t bytes = got < 0 ? 0 : got;
+    for (const Group& group : groups_) {
+        if (bytes < group.end - group.start) break;
+        bytes -= group.end - group.start;
+        for (size_t r = group.first; group.requests > 1 && r < group.first + group.requests; ++r) {
+            std::memcpy(requests[r].out,
+                        scratch_.data() + group.scratch + (requests[r].address - group.start),
+                        requests[r].size);
+        }
+        done += group.requests;
     }
-    if (done == count && count < requests.size()) {
-        done += MemorySource::readMany(requests.subspan(count));
+    if (done == requests.size() || done < groupedRequests_) return done;
+    return done + MemorySource::readMany(requests.subspan(done));
+}
+
+void ProcessMemory::planGroups(std::span<const ReadRequest> requests) {
+    // Consecutive requests for nearby places become one place to read: the
+    // kernel's cost is mostly per place (and page), not per byte.
+    groups_.clear();
+    scratchSize_ = 0;
+    groupedRequests_ = 0;
+    for (size_t i = 0; i < requests.size(); ++i) {
+        const ReadRequest& request = requests[i];
+        uint64_t end = request.address + request.size;
+        if (!groups_.empty()) {
+            Group& group = groups_.back();
+            uint64_t start = std::min(group.start, request.address);
+            uint64_t last = std::max(group.end, end);
+            bool near = request.address + kCoalesceGap >= group.start &&
+                        request.address <= group.end + kCoalesceGap;
+            if (near && last - start <= kMaxCoalesced) {
+                group.start = start;
+                group.end = last;
+                ++group.requests;
+                ++groupedRequests_;
+                continue;
+            }
+        }
+        if (groups_.size() == IOV_MAX) break;
+        groups_.push_back({request.address, end, i, 1, 0});
+        ++groupedRequests_;
     }
-    return done;
+    for (Group& group : groups_) {
+        if (group.requests == 1) continue;
+        group.scratch = scratchSize_;
+        scratchSize_ += group.end - group.start;
+    }
 }
 
 bool BufferMemory::read(uint64_t address, void* out, size_t size) {

@@ -57,16 +57,32 @@ class ProcessMemory final : public MemorySource {
     // Throws PermissionError when the kernel refuses and ProcessExitedError
     // when the process is gone; an unmapped address only returns false.
     bool read(uint64_t address, void* out, size_t size) override;
-    // One process_vm_readv for up to IOV_MAX requests.
+    // One process_vm_readv for up to IOV_MAX places; nearby requests share one.
     size_t readMany(std::span<const ReadRequest> requests) override;
     pid_t pid() const { return pid_; }
 
   private:
+    // Consecutive requests read as one place.
+    struct Group {
+        uint64_t start;
+        uint64_t end;
+        size_t first;     // index of its first request
+        size_t requests;  // how many
+        size_t scratch;   // where it lands in scratch_ (groups of several)
+    };
+    static constexpr uint64_t kCoalesceGap = 512;
+    static constexpr uint64_t kMaxCoalesced = 8192;
+
     [[noreturn]] void throwReadError() const;
+    void planGroups(std::span<const ReadRequest> requests);
 
     pid_t pid_;
     std::vector<iovec> local_;
     std::vector<iovec> remote_;
+    std::vector<Group> groups_;
+    std::vector<uint8_t> scratch_;
+    size_t scratchSize_ = 0;
+    size_t groupedRequests_ = 0;  // requests covered by groups_ (IOV_MAX may cut)
 };
 
 // A span of bytes standing at a given address: lets tests build fake

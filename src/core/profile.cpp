@@ -25,7 +25,7 @@ FrameId Profile::frame(StringId name, StringId file, int line, FrameKind kind) {
     return entry->second;
 }
 
-NodeId Profile::child(NodeId parent, FrameId frame) {
+NodeId Profile::childOf(NodeId parent, FrameId frame) {
     auto [entry, inserted] = children_.try_emplace(pairKey(parent, frame), 0);
     if (!inserted) return entry->second;
     NodeId id = static_cast<NodeId>(nodes_.size());
@@ -43,15 +43,24 @@ NodeId Profile::add(std::span<const FrameId> outermostFirst, uint64_t count) {
     NodeId node = kRoot;
     nodes_[kRoot].total += count;
     for (FrameId frame : outermostFirst) {
-        node = child(node, frame);
+        node = childOf(node, frame);
         nodes_[node].total += count;
     }
     nodes_[node].self += count;
     return node;
 }
 
+void Profile::countPath(std::span<const NodeId> path, uint64_t count) {
+    nodes_[kRoot].total += count;
+    for (NodeId node : path) nodes_[node].total += count;
+    nodes_[path.empty() ? kRoot : path.back()].self += count;
+}
+
 void Profile::addTimed(std::span<const FrameId> outermostFirst, int64_t timeNs, uint32_t track) {
-    NodeId leaf = add(outermostFirst);
+    recordTime(add(outermostFirst), timeNs, track);
+}
+
+void Profile::recordTime(NodeId leaf, int64_t timeNs, uint32_t track) {
     if (keepTimeline_) timeline_.push_back({timeNs, leaf, track});
 }
 

@@ -87,6 +87,14 @@ class Profile {
     FrameId frame(StringId name, StringId file, int line, FrameKind kind = FrameKind::kPython);
     // Adds one sample of a call path given outermost first.
     NodeId add(std::span<const FrameId> outermostFirst, uint64_t count = 1);
+
+    // The same in two steps, for callers that remember node paths between
+    // samples (the sampler): the node of frame under parent (created if new),
+    // then one count along a path of nodes (outermost first, root excluded).
+    NodeId childOf(NodeId parent, FrameId frame);
+    void countPath(std::span<const NodeId> path, uint64_t count = 1);
+    // Remembers a sample ending at leaf in time order (timeline formats).
+    void recordTime(NodeId leaf, int64_t timeNs, uint32_t track);
     // The same, also remembered in time order on a track (timeline formats).
     void addTimed(std::span<const FrameId> outermostFirst, int64_t timeNs, uint32_t track);
     // A track is a named timeline lane: "MainThread (4242)", in process 4242.
@@ -114,8 +122,6 @@ class Profile {
     RecordingStats stats;
 
   private:
-    NodeId child(NodeId parent, FrameId frame);
-
     StringTable& strings_;
     bool keepTimeline_;
     std::vector<ProfileFrame> frames_;

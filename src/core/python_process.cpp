@@ -104,8 +104,7 @@ void PythonProcess::keepFrames(const ThreadStateView& view, ThreadSnapshot& out)
     out.nativeThreadId = view.nativeThreadId;
     out.frames.clear();
     for (const RawFrame& raw : rawFrames_) {
-        const CodeInfo* code = codes_.get(raw.code);
-        out.frames.push_back({raw, code, code->lineAt(raw.byteOffset), {}});
+        out.frames.push_back({raw, raw.info, raw.info->lineAt(raw.byteOffset), {}});
     }
 }
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 
 #include <fmt/format.h>
 
@@ -22,7 +23,8 @@ ProcessSampler::ProcessSampler(PythonProcess& process, Profile& profile,
                                const SamplerOptions& options)
     : process_(process), profile_(profile), options_(options) {
     frames_.reserve(256);
-    stack_.reserve(256);
+    path_.reserve(256);
+    readFirstInterpreter();
     if (options.perProcess) {
         StringTable& strings = profile.strings();
         std::string label = fmt::format("process {} ({})", pid(), process.info().commandLine());
@@ -41,20 +43,17 @@ bool ProcessSampler::sample(int64_t timeNs, RoundSummary* summary) {
     RoundSummary local;
     RoundSummary& round = summary ? *summary : local;
     ++round_;
-    process_.codes().setClock(timeNs);
     int threadsBefore = round.threads;
-    const PyLayout& layout = process_.layout();
     try {
-        uint64_t interp = 0;
-        MemorySource& memory = process_.memory();
-        if (!memory.readPointer(process_.target().runtimeAddress + layout.runtime.interpreters_head,
-                                interp)) {
-            return process_.info().alive();
+        // Code objects queued last round are checked before any name is used.
+        process_.codes().setClock(timeNs);
+        process_.codes().verifyPending();
+        InterpreterRead read;
+        uint64_t interp = firstInterpreter_;
+        for (int count = 0; interp != 0 && count < 256; ++count, interp = read.next) {
+            if (!sampleInterpreter(interp, count == 0, timeNs, round, read)) break;
         }
-        for (int count = 0; interp != 0 && count < 256; ++count) {
-            if (!sampleInterpreter(interp, timeNs, round)) break;
-            if (!memory.readPointer(interp + layout.interp.next, interp)) break;
-        }
+        if (firstInterpreter_ == 0) readFirstInterpreter();
     } catch (const ProcessExitedError&) {
         return false;
     }
@@ -62,27 +61,70 @@ bool ProcessSampler::sample(int64_t timeNs, RoundSummary* summary) {
     return round.threads > threadsBefore || process_.info().alive();
 }
 
-bool ProcessSampler::sampleInterpreter(uint64_t interp, int64_t timeNs, RoundSummary& summary) {
+void ProcessSampler::readFirstInterpreter() {
     const PyLayout& layout = process_.layout();
-    uint64_t holder =
-        gilHolder(process_.memory(), layout, process_.target().runtimeAddress, interp);
+    process_.memory().readPointer(
+        process_.target().runtimeAddress + layout.runtime.interpreters_head, firstInterpreter_);
+}
+
+bool ProcessSampler::interpreterRequests(uint64_t interp, InterpreterRead& out,
+                                         std::array<ReadRequest, 5>& requests) {
+    const PyLayout& layout = process_.layout();
+    auto gil = gils_.find(interp);
+    if (gil == gils_.end()) {
+        auto location =
+            gilLocation(process_.memory(), layout, process_.target().runtimeAddress, interp);
+        if (!location) return false;
+        if (gils_.size() > 256) gils_.clear();
+        gil = gils_.emplace(interp, *location).first;
+    }
+    out = {};
+    requests = {{
+        {process_.target().runtimeAddress + layout.runtime.interpreters_head, &out.head, 8},
+        {static_cast<uint64_t>(interp + layout.interp.threads_head), &out.firstThread, 8},
+        {static_cast<uint64_t>(interp + layout.interp.next), &out.next, 8},
+        {gil->second.locked, &out.gilLocked, 4},
+        {gil->second.holder, &out.gilHolder, 8},
+    }};
+    return true;
+}
+
+bool ProcessSampler::sampleInterpreter(uint64_t interp, bool first, int64_t timeNs,
+                                       RoundSummary& summary, InterpreterRead& read) {
+    std::array<ReadRequest, 5> requests;
+    if (!interpreterRequests(interp, read, requests)) return false;
+    StackWalker& walker = process_.walker();
+    ThreadStateView view;
+    uint64_t state = 0;
+    // The interpreter's list and GIL ride along, in one read, with the walk
+    // of the thread that headed the list last round; if the head changed (a
+    // thread started or ended, or interpreters did) that walk is dropped.
+    uint64_t guess = first && !options_.gilOnly ? firstThread_ : 0;
+    WalkStatus status =
+        guess ? walker.walk(guess, view, frames_, requests) : WalkStatus::kUnreadable;
+    bool guessed =
+        status != WalkStatus::kUnreadable && read.head == interp && read.firstThread == guess;
+    if (!guessed && process_.memory().readMany(requests) != requests.size()) return false;
+    if (first && read.head != interp) {
+        firstInterpreter_ = read.head;  // the list changed: sample the new head next round
+        return false;
+    }
+    if (first) firstThread_ = read.firstThread;
+    uint64_t holder = read.gilLocked ? read.gilHolder : 0;
     summary.gilHeld = summary.gilHeld || holder != 0;
     if (options_.gilOnly) {
-        if (holder) sampleThread(holder, holder, timeNs, summary);
+        if (holder) account(walker.walk(holder, view, frames_), view, holder, timeNs, summary);
         return true;
     }
-    uint64_t state = 0;
-    if (!process_.memory().readPointer(interp + layout.interp.threads_head, state)) return false;
+    state = guessed ? account(status, view, holder, timeNs, summary) : read.firstThread;
     for (size_t count = 0; state != 0 && count < kMaxThreads; ++count) {
-        state = sampleThread(state, holder, timeNs, summary);
+        state = account(walker.walk(state, view, frames_), view, holder, timeNs, summary);
     }
     return true;
 }
 
-uint64_t ProcessSampler::sampleThread(uint64_t threadState, uint64_t gilHolder, int64_t timeNs,
-                                      RoundSummary& summary) {
-    ThreadStateView view;
-    WalkStatus status = process_.walker().walk(threadState, view, frames_);
+uint64_t ProcessSampler::account(WalkStatus status, const ThreadStateView& view, uint64_t gilHolder,
+                                 int64_t timeNs, RoundSummary& summary) {
     RecordingStats& stats = profile_.stats;
     if (status == WalkStatus::kUnreadable) {
         ++stats.invalidSamples;  // the list itself tore: its rest is lost this round
@@ -90,7 +132,7 @@ uint64_t ProcessSampler::sampleThread(uint64_t threadState, uint64_t gilHolder, 
     }
     ++summary.threads;
     ThreadInfo& info = threadInfo(view);
-    bool running = threadState == gilHolder || isRunning(info);
+    bool running = view.address == gilHolder || isRunning(info);
     summary.running += running;
     if (!options_.idle && !running) {
         ++stats.idleSamples;
@@ -101,23 +143,49 @@ uint64_t ProcessSampler::sampleThread(uint64_t threadState, uint64_t gilHolder, 
         return view.next;
     }
     if (frames_.empty()) return view.next;  // a thread with no Python code running
-    // Code objects not checked lately are checked now, before their names are used.
-    process_.codes().verifyPending();
-    for (const RawFrame& frame : frames_) {
-        if (!process_.codes().get(frame.code)) return view.next;  // freed meanwhile: drop this one
-    }
-    stack_.clear();
-    if (options_.perProcess) stack_.push_back(processRoot_);
-    if (options_.perThread) stack_.push_back(info.root);
-    for (auto frame = frames_.rbegin(); frame != frames_.rend(); ++frame)
-        stack_.push_back(frameFor(*frame));
-    if (profile_.keepsTimeline()) {
-        profile_.addTimed(stack_, timeNs, info.track);
-    } else {
-        profile_.add(stack_);
-    }
+    NodeId leaf = addToProfile(info);
+    profile_.recordTime(leaf, timeNs, info.track);
     ++stats.samples;
     return view.next;
+}
+
+NodeId ProcessSampler::addToProfile(ThreadInfo& info) {
+    // Consecutive samples of a thread share most of their stack: the part
+    // unchanged since its last sample keeps its nodes, and only the rest is
+    // looked up.
+    StackMemo& memo = info.memo;
+    size_t depth = frames_.size();
+    memo.keys.resize(depth);
+    memo.nodes.resize(depth);
+    NodeId parent = rootNode(info);
+    bool same = memo.root == parent;
+    memo.root = parent;
+    for (size_t i = 0; i < depth; ++i) {
+        const RawFrame& raw = frames_[depth - 1 - i];
+        StackMemo::Key key{raw.code, raw.byteOffset, raw.info->generation};
+        same = same && i < memo.valid && memo.keys[i] == key;
+        if (!same) {
+            memo.keys[i] = key;
+            memo.nodes[i] = profile_.childOf(parent, frameFor(raw));
+        }
+        parent = memo.nodes[i];
+    }
+    memo.valid = depth;
+    path_.clear();
+    if (info.rootPath.size()) path_.assign(info.rootPath.begin(), info.rootPath.end());
+    path_.insert(path_.end(), memo.nodes.begin(), memo.nodes.end());
+    profile_.countPath(path_);
+    return parent;
+}
+
+NodeId ProcessSampler::rootNode(ThreadInfo& info) {
+    if (!info.rootPath.empty() || !(options_.perProcess || options_.perThread)) {
+        return info.rootPath.empty() ? Profile::kRoot : info.rootPath.back();
+    }
+    NodeId node = Profile::kRoot;
+    if (options_.perProcess) info.rootPath.push_back(node = profile_.childOf(node, processRoot_));
+    if (options_.perThread) info.rootPath.push_back(node = profile_.childOf(node, info.root));
+    return node;
 }
 
 ProcessSampler::ThreadInfo& ProcessSampler::threadInfo(const ThreadStateView& view) {
@@ -168,7 +236,7 @@ bool ProcessSampler::isRunning(ThreadInfo& info) {
 }
 
 FrameId ProcessSampler::frameFor(const RawFrame& raw) {
-    const CodeInfo* code = process_.codes().get(raw.code);
+    const CodeInfo* code = raw.info;
     auto [entry, inserted] =
         frameIds_.try_emplace(CodeOffset{raw.code, raw.byteOffset}, CachedFrame{0, 0});
     if (!inserted && entry->second.generation == code->generation) return entry->second.frame;

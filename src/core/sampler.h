@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -44,6 +45,21 @@ class ProcessSampler {
     PythonProcess& process() { return process_; }
 
   private:
+    // The last sample of a thread: its frames (outermost first) and the
+    // profile nodes they led to.
+    struct StackMemo {
+        struct Key {
+            uint64_t code;
+            int64_t offset;
+            uint32_t generation;
+            bool operator==(const Key&) const = default;
+        };
+        std::vector<Key> keys;
+        std::vector<NodeId> nodes;
+        size_t valid = 0;
+        NodeId root = 0;
+    };
+
     struct ThreadInfo {
         pid_t tid = -1;
         int statFd = -1;  // /proc/PID/task/TID/stat, kept open and re-read
@@ -52,6 +68,8 @@ class ProcessSampler {
         uint32_t track = 0;
         bool labelled = false;
         uint64_t lastRound = 0;
+        std::vector<NodeId> rootPath;  // process and thread root nodes, if any
+        StackMemo memo;
     };
 
     struct CodeOffset {
@@ -66,10 +84,26 @@ class ProcessSampler {
         }
     };
 
-    bool sampleInterpreter(uint64_t interp, int64_t timeNs, RoundSummary& summary);
-    // Returns the next thread state of the list, 0 at its end or when unreadable.
-    uint64_t sampleThread(uint64_t threadState, uint64_t gilHolder, int64_t timeNs,
-                          RoundSummary& summary);
+    // One interpreter's list head, successor and GIL, read in one go.
+    struct InterpreterRead {
+        uint64_t head = 0;  // _PyRuntime's first interpreter, to check ours still is
+        uint64_t firstThread = 0;
+        uint64_t next = 0;
+        int32_t gilLocked = 0;
+        uint64_t gilHolder = 0;
+    };
+
+    void readFirstInterpreter();
+    bool interpreterRequests(uint64_t interp, InterpreterRead& out,
+                             std::array<ReadRequest, 5>& requests);
+    // Samples every thread of one interpreter; false when its list is unreadable.
+    bool sampleInterpreter(uint64_t interp, bool first, int64_t timeNs, RoundSummary& summary,
+                           InterpreterRead& read);
+    // Counts one walked thread; returns the next thread state of the list (0: end).
+    uint64_t account(WalkStatus status, const ThreadStateView& view, uint64_t gilHolder,
+                     int64_t timeNs, RoundSummary& summary);
+    NodeId addToProfile(ThreadInfo& info);
+    NodeId rootNode(ThreadInfo& info);
     void forgetGoneThreads();
     ThreadInfo& threadInfo(const ThreadStateView& view);
     void labelThread(ThreadInfo& info, uint64_t threadId);
@@ -81,7 +115,7 @@ class ProcessSampler {
     SamplerOptions options_;
     FrameId processRoot_ = 0;
     std::vector<RawFrame> frames_;
-    std::vector<FrameId> stack_;
+    std::vector<NodeId> path_;
     std::unordered_map<uint64_t, ThreadInfo> threads_;  // by pthread id
     struct CachedFrame {
         uint32_t generation;  // of the code object it was made from
@@ -91,6 +125,9 @@ class ProcessSampler {
     std::unordered_map<uint64_t, std::string> threadNames_;  // from threading, refreshed on news
     NativeThreadIds nativeIds_;
     uint64_t round_ = 0;
+    uint64_t firstInterpreter_ = 0;
+    uint64_t firstThread_ = 0;  // the head of the first interpreter's thread list last round
+    std::unordered_map<uint64_t, GilLocation> gils_;  // by interpreter
 };
 
 }  // namespace vigil

@@ -74,8 +74,9 @@ void StackWalker::planFrameReads(const Expectation& expected) {
     }
 }
 
-size_t StackWalker::batchRead(uint64_t threadState, const Expectation& expected) {
-    requests_.clear();
+size_t StackWalker::batchRead(uint64_t threadState, const Expectation& expected,
+                              std::span<const ReadRequest> extra) {
+    requests_.assign(extra.begin(), extra.end());
     requests_.push_back({threadState, stateBuffer_.data(), stateBuffer_.size()});
     if (layout_.thread.cframe != kNone && expected.cframe) {
         requests_.push_back(
@@ -95,7 +96,8 @@ size_t StackWalker::batchRead(uint64_t threadState, const Expectation& expected)
     spansRead_ = read > firstSpan ? read - firstSpan : 0;
     expectedNext_ = expectedMisses_ = 0;
     seenFrames_.clear();
-    return read;
+    // What callers count: the thread state and what follows it.
+    return read > extra.size() ? read - extra.size() : 0;
 }
 
 void StackWalker::parseThreadState(uint64_t address, ThreadStateView& view) {
@@ -136,11 +138,11 @@ bool StackWalker::currentFrame(Expectation& expected, bool cframeRead, ThreadSta
 }
 
 WalkStatus StackWalker::walk(uint64_t threadState, ThreadStateView& view,
-                             std::vector<RawFrame>& frames) {
+                             std::vector<RawFrame>& frames, std::span<const ReadRequest> extra) {
     frames.clear();
     if (expected_.size() > kMaxExpectations) expected_.clear();
     Expectation& expected = expected_[threadState];
-    size_t read = batchRead(threadState, expected);
+    size_t read = batchRead(threadState, expected, extra);
     if (read == 0) {
         expected_.erase(threadState);
         return WalkStatus::kUnreadable;
@@ -196,9 +198,10 @@ WalkStatus StackWalker::walkFrameObjects(uint64_t frame, const Expectation& expe
         if (!bytes || !isFrameType(field<uint64_t>(bytes, layout_.object.ob_type)))
             return WalkStatus::kTorn;
         uint64_t code = field<uint64_t>(bytes, layout_.frame.code);
-        if (!codes_.get(code)) return WalkStatus::kTorn;
+        const CodeInfo* info = codes_.get(code);
+        if (!info) return WalkStatus::kTorn;
         int32_t lasti = field<int32_t>(bytes, layout_.frame.lasti);
-        frames.push_back({code, frame, lasti < 0 ? -1 : int64_t{lasti} * unit});
+        frames.push_back({code, frame, lasti < 0 ? -1 : int64_t{lasti} * unit, info});
         frame = field<uint64_t>(bytes, layout_.frame.previous);
     }
     return WalkStatus::kComplete;
@@ -270,7 +273,7 @@ WalkStatus StackWalker::walkInterpreterFrames(const ThreadStateView& thread,
         if (!info) return WalkStatus::kTorn;
         uint64_t instruction = field<uint64_t>(bytes, layout_.frame.instr_ptr);
         int64_t offset = static_cast<int64_t>(instruction - info->bytecodeStart);
-        frames.push_back({code, frame, offset});
+        frames.push_back({code, frame, offset, info});
         frame = previous;
     }
     return WalkStatus::kComplete;

@@ -24,6 +24,8 @@ struct RawFrame {
     uint64_t code = 0;        // code object address
     uint64_t address = 0;     // frame address in the target
     int64_t byteOffset = -1;  // offset of the current instruction in the bytecode
+    // The decoded code object: valid until the CodeCache next verifies.
+    const CodeInfo* info = nullptr;
 };
 
 // What a thread state says about its thread, read in one go.
@@ -49,8 +51,11 @@ class StackWalker {
     StackWalker(MemorySource& memory, const PyLayout& layout, CodeCache& codes);
 
     // Reads the thread state at threadState into view and fills frames
-    // (cleared first) with its stack, innermost first.
-    WalkStatus walk(uint64_t threadState, ThreadStateView& view, std::vector<RawFrame>& frames);
+    // (cleared first) with its stack, innermost first. The extra requests, if
+    // any, are read first in the same batch (the sampler reads the
+    // interpreter's thread list and GIL that way); they must all succeed.
+    WalkStatus walk(uint64_t threadState, ThreadStateView& view, std::vector<RawFrame>& frames,
+                    std::span<const ReadRequest> extra = {});
 
     // Reads the thread's innermost frame pointer again: if it moved, the walk
     // may mix two moments of the stack.
@@ -77,7 +82,8 @@ class StackWalker {
     };
 
     void planFrameReads(const Expectation& expected);
-    size_t batchRead(uint64_t threadState, const Expectation& expected);
+    size_t batchRead(uint64_t threadState, const Expectation& expected,
+                     std::span<const ReadRequest> extra);
     void parseThreadState(uint64_t address, ThreadStateView& view);
     bool currentFrame(Expectation& expected, bool cframeRead, ThreadStateView& view);
     WalkStatus walkFrameObjects(uint64_t frame, const Expectation& expected,

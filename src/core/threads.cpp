@@ -6,21 +6,26 @@
 
 namespace vigil {
 
+std::optional<GilLocation> gilLocation(MemorySource& memory, const PyLayout& layout,
+                                       uint64_t runtime, uint64_t interp) {
+    if (layout.interp.ceval_gil == kNone) {
+        // 3.8-3.11: one GIL, in _PyRuntime.ceval.gil.
+        return GilLocation{runtime + layout.runtime.gil_locked,
+                           runtime + layout.runtime.gil_last_holder};
+    }
+    // 3.12+: each interpreter points to its GIL (shared or its own).
+    uint64_t gil = 0;
+    if (!memory.readPointer(interp + layout.interp.ceval_gil, gil) || gil == 0) return std::nullopt;
+    return GilLocation{gil + layout.interp.gil_locked, gil + layout.interp.gil_last_holder};
+}
+
 uint64_t gilHolder(MemorySource& memory, const PyLayout& layout, uint64_t runtime,
                    uint64_t interp) {
-    uint64_t gil = runtime;
-    Offset lockedOffset = layout.runtime.gil_locked;
-    Offset holderOffset = layout.runtime.gil_last_holder;
-    if (layout.interp.ceval_gil != kNone) {
-        // 3.12+: each interpreter points to its GIL (shared or its own).
-        if (!memory.readPointer(interp + layout.interp.ceval_gil, gil) || gil == 0) return 0;
-        lockedOffset = layout.interp.gil_locked;
-        holderOffset = layout.interp.gil_last_holder;
-    }
+    auto gil = gilLocation(memory, layout, runtime, interp);
     int32_t locked = 0;
     uint64_t holder = 0;
-    if (!memory.readValue(gil + lockedOffset, locked) || !locked ||
-        !memory.readPointer(gil + holderOffset, holder)) {
+    if (!gil || !memory.readValue(gil->locked, locked) || !locked ||
+        !memory.readPointer(gil->holder, holder)) {
         return 0;
     }
     return holder;

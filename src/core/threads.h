@@ -16,6 +16,16 @@
 
 namespace vigil {
 
+// Where the GIL of interpreter interp keeps its "locked" flag (an int) and
+// its last holder (a thread state pointer). Fixed for the life of the
+// interpreter, so callers may remember it.
+struct GilLocation {
+    uint64_t locked = 0;
+    uint64_t holder = 0;
+};
+std::optional<GilLocation> gilLocation(MemorySource& memory, const PyLayout& layout,
+                                       uint64_t runtime, uint64_t interp);
+
 // The thread state holding the GIL of interpreter interp, 0 when it is free.
 uint64_t gilHolder(MemorySource& memory, const PyLayout& layout, uint64_t runtime, uint64_t interp);
 

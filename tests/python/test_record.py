@@ -233,3 +233,11 @@ def test_not_python_and_unwritable_output(python, start_target, tmp_path):
     result = record("--pid", target.pid, "--duration", 1, "-o", "/nonexistent/dir/p.html", check=False)
     assert result.returncode == 10, result.stderr
     assert "cannot write /nonexistent/dir/p.html" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run vigil as another user")
+def test_permission_denied(python, start_target, tmp_path):
+    target = start_target(python, "wait_forever.py")
+    result = run_vigil("record", "--pid", target.pid, "--duration", 1, "-o", "/tmp/never.folded", user=65534)
+    assert result.returncode == 6, result.stderr
+    assert "not allowed" in result.stderr and "CAP_SYS_PTRACE" in result.stderr

@@ -77,3 +77,23 @@ def test_live_screen_in_tmux(python, start_target, tmux):
         assert f.read().strip() == "exit=0"
     os.unlink(done)
     assert target.process.poll() is None
+
+
+def test_record_shows_a_live_status_line_on_a_terminal(python, start_target, tmux, tmp_path):
+    target = start_target(python, "busy_and_sleeping.py")
+    out = tmp_path / "live.folded"
+    tmux.run("new-session", "-d", "-s", "top", "-x", "160", "-y", "20",
+             "%s record --pid %d -o %s; sleep 600" % (VIGIL, target.pid, out))
+    tmux.wait_for("vigil: recording pid %d: " % target.pid)
+    assert re.search(r"vigil: recording pid \d+: [\d.]+ s, \d+ samples, [\d.]+ Hz", tmux.screen())
+    tmux.run("send-keys", "-t", "top", "C-c")
+    tmux.wait_for("vigil: wrote %s (folded)" % out)
+    # The live line was cleared before the summary: no "recording" line is left.
+    assert "vigil: recording pid" not in tmux.screen()
+
+
+def test_record_without_a_terminal_prints_no_status_line(python, start_target, tmp_path):
+    target = start_target(python, "busy_and_sleeping.py")
+    result = run_vigil("record", "--pid", target.pid, "--duration", 0.5, "-o", tmp_path / "quiet.folded")
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr and "recording pid" not in result.stderr
