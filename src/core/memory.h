@@ -70,8 +70,8 @@ class ProcessMemory final : public MemorySource {
         size_t requests;  // how many
         size_t scratch;   // where it lands in scratch_ (groups of several)
     };
-    static constexpr uint64_t kCoalesceGap = 512;
-    static constexpr uint64_t kMaxCoalesced = 8192;
+    static constexpr uint64_t kCoalesceGap = 4096;
+    static constexpr uint64_t kMaxCoalesced = 16384;
 
     [[noreturn]] void throwReadError() const;
     void planGroups(std::span<const ReadRequest> requests);

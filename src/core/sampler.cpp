@@ -67,32 +67,39 @@ void ProcessSampler::readFirstInterpreter() {
         process_.target().runtimeAddress + layout.runtime.interpreters_head, firstInterpreter_);
 }
 
-bool ProcessSampler::interpreterRequests(uint64_t interp, InterpreterRead& out,
-                                         std::array<ReadRequest, 5>& requests) {
+size_t ProcessSampler::interpreterRequests(uint64_t interp, bool first, InterpreterRead& out,
+                                           std::array<ReadRequest, 5>& requests) {
     const PyLayout& layout = process_.layout();
     auto gil = gils_.find(interp);
     if (gil == gils_.end()) {
         auto location =
             gilLocation(process_.memory(), layout, process_.target().runtimeAddress, interp);
-        if (!location) return false;
+        if (!location) return 0;
         if (gils_.size() > 256) gils_.clear();
         gil = gils_.emplace(interp, *location).first;
     }
     out = {};
+    out.head = interp;
     requests = {{
-        {process_.target().runtimeAddress + layout.runtime.interpreters_head, &out.head, 8},
         {static_cast<uint64_t>(interp + layout.interp.threads_head), &out.firstThread, 8},
         {static_cast<uint64_t>(interp + layout.interp.next), &out.next, 8},
         {gil->second.locked, &out.gilLocked, 4},
         {gil->second.holder, &out.gilHolder, 8},
+        {process_.target().runtimeAddress + layout.runtime.interpreters_head, &out.head, 8},
     }};
-    return true;
+    // Whether the first interpreter still heads the list is checked now and
+    // then only: interpreters come and go far more rarely than samples, and
+    // the check is one more place for the kernel to read.
+    bool checkHead = first && round_ % kCheckHeadEveryRounds == 0;
+    return checkHead ? requests.size() : requests.size() - 1;
 }
 
 bool ProcessSampler::sampleInterpreter(uint64_t interp, bool first, int64_t timeNs,
                                        RoundSummary& summary, InterpreterRead& read) {
-    std::array<ReadRequest, 5> requests;
-    if (!interpreterRequests(interp, read, requests)) return false;
+    std::array<ReadRequest, 5> storage;
+    size_t count = interpreterRequests(interp, first, read, storage);
+    if (count == 0) return false;
+    std::span<const ReadRequest> requests(storage.data(), count);
     StackWalker& walker = process_.walker();
     ThreadStateView view;
     uint64_t state = 0;

@@ -94,8 +94,10 @@ class ProcessSampler {
     };
 
     void readFirstInterpreter();
-    bool interpreterRequests(uint64_t interp, InterpreterRead& out,
-                             std::array<ReadRequest, 5>& requests);
+    // The reads of one interpreter's fields; returns how many to make (0: none possible).
+    size_t interpreterRequests(uint64_t interp, bool first, InterpreterRead& out,
+                               std::array<ReadRequest, 5>& requests);
+    static constexpr uint64_t kCheckHeadEveryRounds = 64;
     // Samples every thread of one interpreter; false when its list is unreadable.
     bool sampleInterpreter(uint64_t interp, bool first, int64_t timeNs, RoundSummary& summary,
                            InterpreterRead& read);
