@@ -83,17 +83,24 @@ def per_sample_cost(python, seconds):
 
 
 def slowdown(python, runs, rounds):
-    times = {"none": [], "100": [], "1000": []}
+    """The target's own wall and CPU time for fixed work, alone and under
+    vigil at 100 Hz and 1 kHz, interleaved; returns the baseline medians and
+    the slowdowns in % of both."""
+    times = {mode: {"wall": [], "cpu": []} for mode in ("none", "100", "1000")}
     for _ in range(runs):
-        for mode in times:
+        for mode, measured in times.items():
             if mode == "none":
                 out = subprocess.run([python.path, TARGET, "work", str(rounds)], capture_output=True, text=True,
                                      check=True).stdout
             else:
                 _, out = record(["--rate", mode, "--", python.path, TARGET, "work", rounds], stdout=subprocess.PIPE)
-            times[mode].append(float(out.strip().splitlines()[-1]))
-    base = statistics.median(times["none"])
-    return base, {mode: 100.0 * (statistics.median(values) / base - 1) for mode, values in times.items()}
+            wall, cpu = out.strip().splitlines()[-1].split()
+            measured["wall"].append(float(wall))
+            measured["cpu"].append(float(cpu))
+    base = {kind: statistics.median(times["none"][kind]) for kind in ("wall", "cpu")}
+    slow = {(mode, kind): 100.0 * (statistics.median(times[mode][kind]) / base[kind] - 1)
+            for mode in ("100", "1000") for kind in ("wall", "cpu")}
+    return base, slow
 
 
 def invalid_on_churn(python):
@@ -139,16 +146,16 @@ def main():
     parser.add_argument("--memory-seconds", type=float, default=120)
     args = parser.parse_args()
     print("| Python | work per sample (µs) | timer wakeup alone (µs CPU) | `vigil record` CPU per sample at 1 kHz (µs) "
-          "| highest rate (Hz) | work alone (s) | slowdown at 100 Hz (%) | at 1 kHz (%) "
-          "| invalid, spinning (%) | invalid, churn.py (%) |")
+          "| highest rate (Hz) | work alone (s wall) | slowdown at 100 Hz, wall / CPU (%) "
+          "| at 1 kHz, wall / CPU (%) | invalid, spinning (%) | invalid, churn.py (%) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for python in SUPPORTED:
         work, wakeup, cost, invalid, fastest = per_sample_cost(python, args.cost_seconds)
         base, slow = slowdown(python, args.runs, args.work_rounds)
         churn = invalid_on_churn(python)
-        print("| %s | %.2f | %.2f | %.2f | %.0f | %.2f | %+.2f | %+.2f | %.2f | %.2f |" % (
-            python.id, work, wakeup, cost, fastest, base, slow["100"], slow["1000"], invalid, churn["invalid"]),
-            flush=True)
+        print("| %s | %.2f | %.2f | %.2f | %.0f | %.2f | %+.2f / %+.2f | %+.2f / %+.2f | %.2f | %.2f |" % (
+            python.id, work, wakeup, cost, fastest, base["wall"], slow[("100", "wall")], slow[("100", "cpu")],
+            slow[("1000", "wall")], slow[("1000", "cpu")], invalid, churn["invalid"]), flush=True)
     python = [p for p in SUPPORTED if p.version[:2] == (3, 11)][-1]
     points, samples = memory(python, args.memory_seconds)
     print()

@@ -60,7 +60,10 @@ int runDump(const DumpOptions& options, const Verbosity& verbosity) {
     verbosity.say(fmt::format("snapshot in {:.2f} ms, {} attempt(s), {} torn walk(s) retried",
                               durationMs, snapshot.attempts, snapshot.tornWalks));
     DumpContext context{process, snapshot, process.strings(), options.blocking, durationMs};
-    std::string text = options.json ? dumpAsJson(context).dump(2) + "\n" : dumpAsText(context);
+    std::string text = options.json ? dumpAsJson(context).dump(
+                                          2, ' ', false, nlohmann::json::error_handler_t::replace) +
+                                          "\n"
+                                    : dumpAsText(context);
     if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() ||
         std::fflush(stdout) != 0) {
         throw OutputError("cannot write the dump to standard output");

@@ -113,9 +113,9 @@ int runRecord(RecordOptions options, const Verbosity& verbosity) {
     recorder.run(signals.stop(),
                  [&](const RoundInfo& round) { status.update(round, profile.stats); });
     status.clear();
+    ProfileMetadata metadata{fmt::format("vigil record: {}", describeTarget(recorder, options))};
     recorder.stopChild();
     printSummary(profile, recorder);
-    ProfileMetadata metadata{fmt::format("vigil record: {}", describeTarget(recorder, options))};
     for (size_t i = 0; i < files.size(); ++i) {
         files[i]->write(
             [&](std::ostream& out) { writeProfile(profile, formats[i], metadata, out); });

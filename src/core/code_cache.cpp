@@ -89,14 +89,14 @@ void CodeCache::verifyPending() {
             info.verifiedNs = nowNs_;
             continue;
         }
-        // Another object lives here now: decode it afresh (or forget it).
-        uint32_t generation = info.generation + 1;
+        if (i >= read) continue;  // not read this time (the batch stopped early): check later
+        // Another object lives here now: decode it afresh, or forget it (a
+        // later load gets a generation never used before either way).
         auto fresh = load(pending_[i]);
         if (!fresh) {
             codes_.erase(found);
             continue;
         }
-        fresh->generation = generation;
         found->second = std::move(fresh);
     }
     pending_.clear();
@@ -107,6 +107,7 @@ std::unique_ptr<CodeInfo> CodeCache::load(uint64_t code) {
     if (!readFingerprint(code, info->fingerprint) || objects_.kindOf(code) != TypeKind::kCode)
         return nullptr;
     info->verifiedNs = nowNs_;
+    info->generation = ++generations_;
     const PyLayout& layout = objects_.layout();
     int32_t firstLine = 0;
     uint64_t table = 0;

@@ -33,7 +33,7 @@ struct CodeInfo {
         int32_t firstLine = 0;
         bool operator==(const Fingerprint&) const = default;
     } fingerprint;
-    uint32_t generation = 0;  // bumped when the address turns out to hold another code object
+    uint32_t generation = 0;  // unique per decoding: another object at the address gets another one
     int64_t verifiedNs = 0;
     bool pendingVerification = false;
 
@@ -87,6 +87,8 @@ class CodeCache {
     StringTable& strings_;
     std::unordered_map<uint64_t, std::unique_ptr<CodeInfo>> codes_;
     int64_t nowNs_ = 0;
+    uint32_t generations_ =
+        0;  // every load gets a new one, so caches keyed by it never mix two objects
     std::vector<uint64_t> pending_;
     std::vector<uint8_t> verifyBuffer_;
     std::vector<ReadRequest> verifyRequests_;

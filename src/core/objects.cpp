@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -93,7 +94,7 @@ bool looksSecret(std::string_view name) {
         [&](std::string_view word) { return lower.find(word) != std::string::npos; });
 }
 
-std::string quoteForDisplay(std::string_view text, char quote) {
+std::string quoteForDisplay(std::string_view text, char quote, bool escapeNonAscii) {
     std::string out(1, quote);
     for (unsigned char c : text) {
         if (c == '\\' || c == static_cast<unsigned char>(quote)) {
@@ -105,7 +106,7 @@ std::string quoteForDisplay(std::string_view text, char quote) {
             out += "\\t";
         } else if (c == '\r') {
             out += "\\r";
-        } else if (c < 0x20 || c == 0x7F) {
+        } else if (c < 0x20 || c == 0x7F || (escapeNonAscii && c >= 0x80)) {
             out += fmt::format("\\x{:02x}", c);
         } else {
             out += static_cast<char>(c);
@@ -244,6 +245,7 @@ std::optional<std::string> ObjectReader::readInt(uint64_t object) {
         negative = size < 0;
         ndigits = negative ? -size : size;
     }
+    if (ndigits < 0) return std::nullopt;  // torn: INT64_MIN has no magnitude
     if (ndigits > kMaxIntDigits) return fmt::format("<int of about {} digits>", ndigits * 9 + 1);
     std::vector<uint32_t> digits(ndigits);
     if (ndigits && !memory_.read(object + layout_.long_.ob_digit, digits.data(), ndigits * 4)) {
@@ -254,8 +256,12 @@ std::optional<std::string> ObjectReader::readInt(uint64_t object) {
 
 std::optional<int64_t> ObjectReader::readSmallInt(uint64_t object) {
     auto text = readInt(object);
-    if (!text || text->size() > 18 || text->front() == '<') return std::nullopt;
-    return std::stoll(*text);
+    int64_t value = 0;
+    if (!text ||
+        std::from_chars(text->data(), text->data() + text->size(), value).ec != std::errc()) {
+        return std::nullopt;
+    }
+    return value;
 }
 
 std::optional<uint64_t> ObjectReader::tupleItem(uint64_t tuple, int64_t index) {
@@ -445,7 +451,8 @@ std::string ObjectReader::render(uint64_t object, const RenderLimits& limits, in
         }
         case TypeKind::kBytes: {
             auto bytes = readBytes(object, limits.maxString, &truncated);
-            return bytes ? "b" + quoteForDisplay(*bytes) + (truncated ? "..." : "") : opaque();
+            return bytes ? "b" + quoteForDisplay(*bytes, '\'', true) + (truncated ? "..." : "")
+                         : opaque();
         }
         case TypeKind::kTuple:
         case TypeKind::kList:

@@ -100,6 +100,7 @@ bool looksSecret(std::string_view name);
 inline constexpr std::string_view kMasked = "'***'";
 
 // Escapes a string for display inside quotes.
-std::string quoteForDisplay(std::string_view text, char quote = '\'');
+// With escapeNonAscii (bytes objects), bytes from 0x80 up are escaped too.
+std::string quoteForDisplay(std::string_view text, char quote = '\'', bool escapeNonAscii = false);
 
 }  // namespace vigil

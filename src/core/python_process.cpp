@@ -112,7 +112,7 @@ void PythonProcess::learnNativeIds(const std::vector<ThreadSnapshot>& threads) {
     if (nativeIds_.offset()) return;
     std::vector<uint64_t> pthreads;
     for (const ThreadSnapshot& thread : threads) pthreads.push_back(thread.threadId);
-    nativeIds_.learn(memory_, pthreads, info_.threadIds());
+    nativeIds_.learn(memory_, pthreads, info_.threadIds(), info_.pid());
 }
 
 void PythonProcess::resolveThread(ThreadSnapshot& thread) {

@@ -61,8 +61,9 @@ std::vector<pid_t> childrenOf(pid_t pid) {
 Recorder::Recorder(Profile& profile, const RecorderOptions& options, const Narrator& narrate)
     : profile_(profile), options_(options), narrate_(narrate) {}
 
+// A program vigil started never outlives the recording, whatever ended it.
 Recorder::~Recorder() {
-    reapChild();
+    stopChild();
 }
 
 void Recorder::attach(pid_t pid) {
@@ -111,6 +112,9 @@ pid_t Recorder::launch(const std::vector<std::string>& argv) {
             return child_;
         } catch (const NotPythonError& notYet) {
             lastProblem = notYet.what();  // the interpreter is not initialised yet
+        } catch (const Error&) {
+            stopChild();  // never leave behind a program vigil started
+            throw;
         }
         std::this_thread::sleep_for(pause);
         pause = std::min(pause * 2, std::chrono::microseconds(20000));
@@ -136,7 +140,11 @@ void Recorder::followChildren() {
             continue;  // gone meanwhile
         }
         for (pid_t child : children) {
-            if (!seen_.count(child)) tryAttach(child);
+            // A child caught while its interpreter starts is tried again for
+            // a while before it is taken for a non-Python process.
+            if (!seen_.count(child) && !tryAttach(child) && ++attachTries_[child] < kAttachTries) {
+                seen_.erase(child);
+            }
             pending.push_back(child);
         }
     }
@@ -197,8 +205,12 @@ void Recorder::sampleRound(RoundInfo& round) {
             ++target;
             continue;
         }
-        ended_.push_back(fmt::format("process {} exited after {:.1f} s", target->sampler->pid(),
-                                     round.elapsedNs / 1e9));
+        const std::string& problem = target->sampler->problem();
+        ended_.push_back(
+            problem.empty()
+                ? fmt::format("process {} exited after {:.1f} s", target->sampler->pid(),
+                              round.elapsedNs / 1e9)
+                : fmt::format("stopped sampling process {}: {}", target->sampler->pid(), problem));
         target = targets_.erase(target);
     }
     round.processes = targets_.size();
@@ -218,11 +230,6 @@ void Recorder::stopChild() {
         }
     }
     child_ = -1;
-}
-
-void Recorder::reapChild() {
-    int status = 0;
-    if (child_ > 0 && waitpid(child_, &status, WNOHANG) == child_) child_ = -1;
 }
 
 }  // namespace vigil

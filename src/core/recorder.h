@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -62,7 +63,6 @@ class Recorder {
     bool tryAttach(pid_t pid);
     void sampleRound(RoundInfo& round);
     void followChildren();
-    void reapChild();
 
     Profile& profile_;
     RecorderOptions options_;
@@ -70,6 +70,8 @@ class Recorder {
     std::vector<Target> targets_;
     std::vector<pid_t> roots_;
     std::set<pid_t> seen_;  // processes tried, Python or not
+    std::map<pid_t, int> attachTries_;
+    static constexpr int kAttachTries = 20;  // polls, 100 ms apart
     std::vector<std::string> ended_;
     pid_t child_ = -1;
 };

@@ -56,6 +56,10 @@ bool ProcessSampler::sample(int64_t timeNs, RoundSummary* summary) {
         if (firstInterpreter_ == 0) readFirstInterpreter();
     } catch (const ProcessExitedError&) {
         return false;
+    } catch (const Error& error) {
+        // E.g. the process became unreadable (exec of a setuid program).
+        problem_ = error.what();
+        return false;
     }
     if (round_ % kForgetAfterRounds == 0) forgetGoneThreads();
     return round.threads > threadsBefore || process_.info().alive();
@@ -109,8 +113,8 @@ bool ProcessSampler::sampleInterpreter(uint64_t interp, bool first, int64_t time
     uint64_t guess = first && !options_.gilOnly ? firstThread_ : 0;
     WalkStatus status =
         guess ? walker.walk(guess, view, frames_, requests) : WalkStatus::kUnreadable;
-    bool guessed =
-        status != WalkStatus::kUnreadable && read.head == interp && read.firstThread == guess;
+    bool guessed = status != WalkStatus::kUnreadable && read.head == interp &&
+                   read.firstThread == guess && view.interp == interp;
     if (!guessed && process_.memory().readMany(requests) != requests.size()) return false;
     if (first && read.head != interp) {
         firstInterpreter_ = read.head;  // the list changed: sample the new head next round
@@ -125,7 +129,13 @@ bool ProcessSampler::sampleInterpreter(uint64_t interp, bool first, int64_t time
     }
     state = guessed ? account(status, view, holder, timeNs, summary) : read.firstThread;
     for (size_t count = 0; state != 0 && count < kMaxThreads; ++count) {
-        state = account(walker.walk(state, view, frames_), view, holder, timeNs, summary);
+        WalkStatus walked = walker.walk(state, view, frames_);
+        if (walked != WalkStatus::kUnreadable && view.interp != interp) {
+            ++profile_.stats
+                  .invalidSamples;  // freed meanwhile: the rest of the list is not trusted
+            break;
+        }
+        state = account(walked, view, holder, timeNs, summary);
     }
     return true;
 }
@@ -150,6 +160,10 @@ uint64_t ProcessSampler::account(WalkStatus status, const ThreadStateView& view,
         return view.next;
     }
     if (frames_.empty()) return view.next;  // a thread with no Python code running
+    if (!info.labelled) {
+        ++stats.invalidSamples;  // its kernel id is not known yet (first rounds, before 3.11)
+        return view.next;
+    }
     NodeId leaf = addToProfile(info);
     profile_.recordTime(leaf, timeNs, info.track);
     ++stats.samples;
@@ -197,15 +211,22 @@ NodeId ProcessSampler::rootNode(ThreadInfo& info) {
 
 ProcessSampler::ThreadInfo& ProcessSampler::threadInfo(const ThreadStateView& view) {
     ThreadInfo& info = threads_[view.threadId];
+    // glibc reuses the pthread_t of an ended thread for a new one: a kernel
+    // id that changed (3.11+) or a stat file that went away means a new thread.
+    if (info.labelled &&
+        (info.stale || (view.nativeThreadId > 0 && view.nativeThreadId != info.tid))) {
+        if (info.statFd >= 0) ::close(info.statFd);
+        info = ThreadInfo{};
+    }
     info.lastRound = round_;
     if (info.labelled) return info;
     if (view.nativeThreadId > 0) {
         info.tid = static_cast<pid_t>(view.nativeThreadId);
     } else {
-        if (!nativeIds_.offset())
-            nativeIds_.learn(process_.memory(), {view.threadId}, process_.info().threadIds());
-        auto tid = nativeIds_.lookup(process_.memory(), view.threadId);
-        info.tid = tid ? *tid : -1;
+        info.tid = nativeThreadId(view.threadId);
+        // Not learnt yet (one thread other than the main one seen so far):
+        // the thread is labelled again once more threads have been seen.
+        if (info.tid <= 0) return info;
     }
     if (info.tid > 0) {
         std::string path = fmt::format("/proc/{}/task/{}/stat", pid(), info.tid);
@@ -213,6 +234,31 @@ ProcessSampler::ThreadInfo& ProcessSampler::threadInfo(const ThreadStateView& vi
     }
     labelThread(info, view.threadId);
     return info;
+}
+
+pid_t ProcessSampler::nativeThreadId(uint64_t threadId) {
+    // Learnt from every thread of the list at once (their kernel ids must
+    // all be distinct tasks), retried now and then until it holds.
+    if (!nativeIds_.offset() && round_ >= nextLearnRound_) {
+        nextLearnRound_ = round_ + 64;
+        nativeIds_.learn(process_.memory(), listedPthreads(), process_.info().threadIds(), pid());
+    }
+    auto tid = nativeIds_.lookup(process_.memory(), threadId);
+    return tid ? *tid : -1;
+}
+
+std::vector<uint64_t> ProcessSampler::listedPthreads() {
+    const PyLayout& layout = process_.layout();
+    MemorySource& memory = process_.memory();
+    std::vector<uint64_t> pthreads;
+    uint64_t state = 0, pthread = 0;
+    if (!memory.readPointer(firstInterpreter_ + layout.interp.threads_head, state)) return pthreads;
+    while (state != 0 && pthreads.size() < 1024 &&
+           memory.readPointer(state + layout.thread.thread_id, pthread)) {
+        pthreads.push_back(pthread);
+        if (!memory.readPointer(state + layout.thread.next, state)) break;
+    }
+    return pthreads;
 }
 
 void ProcessSampler::labelThread(ThreadInfo& info, uint64_t threadId) {
@@ -229,6 +275,7 @@ void ProcessSampler::labelThread(ThreadInfo& info, uint64_t threadId) {
     StringTable& strings = profile_.strings();
     info.root = profile_.frame(strings.intern(label), strings.intern(""), 0, FrameKind::kThread);
     info.track = profile_.track(info.name, pid(), info.tid);
+    info.rootPath.clear();
     info.labelled = true;
 }
 
@@ -236,7 +283,10 @@ bool ProcessSampler::isRunning(ThreadInfo& info) {
     char buffer[512];
     if (info.statFd < 0) return false;
     ssize_t got = ::pread(info.statFd, buffer, sizeof(buffer) - 1, 0);
-    if (got <= 0) return false;
+    if (got <= 0) {
+        info.stale = true;  // the task ended: this pthread id will be a new thread
+        return false;
+    }
     std::string_view stat(buffer, got);
     size_t close = stat.rfind(')');
     return close != std::string_view::npos && close + 2 < stat.size() && stat[close + 2] == 'R';

@@ -42,6 +42,8 @@ class ProcessSampler {
     bool sample(int64_t timeNs, RoundSummary* summary = nullptr);
 
     pid_t pid() const { return process_.info().pid(); }
+    // Why sampling stopped, if not because the process exited.
+    const std::string& problem() const { return problem_; }
     PythonProcess& process() { return process_; }
 
   private:
@@ -67,6 +69,7 @@ class ProcessSampler {
         FrameId root = 0;
         uint32_t track = 0;
         bool labelled = false;
+        bool stale = false;
         uint64_t lastRound = 0;
         std::vector<NodeId> rootPath;  // process and thread root nodes, if any
         StackMemo memo;
@@ -109,6 +112,9 @@ class ProcessSampler {
     void forgetGoneThreads();
     ThreadInfo& threadInfo(const ThreadStateView& view);
     void labelThread(ThreadInfo& info, uint64_t threadId);
+    // Before 3.11: the kernel id from glibc's struct pthread (-1 until learnt).
+    pid_t nativeThreadId(uint64_t threadId);
+    std::vector<uint64_t> listedPthreads();
     bool isRunning(ThreadInfo& info);
     FrameId frameFor(const RawFrame& raw);
 
@@ -126,7 +132,9 @@ class ProcessSampler {
     std::unordered_map<CodeOffset, CachedFrame, CodeOffsetHash> frameIds_;
     std::unordered_map<uint64_t, std::string> threadNames_;  // from threading, refreshed on news
     NativeThreadIds nativeIds_;
+    uint64_t nextLearnRound_ = 0;
     uint64_t round_ = 0;
+    std::string problem_;
     uint64_t firstInterpreter_ = 0;
     uint64_t firstThread_ = 0;  // the head of the first interpreter's thread list last round
     std::unordered_map<uint64_t, GilLocation> gils_;  // by interpreter

@@ -233,7 +233,7 @@ void StackWalker::useDataStack(const ThreadStateView& thread, Expectation& expec
 }
 
 const uint8_t* StackWalker::frameBytes(uint64_t frame, const Expectation& expected) {
-    if (frame >= chunkStart_ && frame + frameReadSize_ <= chunkEnd_) {
+    if (frame >= chunkStart_ && frame < chunkEnd_ && chunkEnd_ - frame >= frameReadSize_) {
         return chunkBuffer_.data() + (frame - chunkStart_);
     }
     // Frame objects, generator frames and entry shims: a frame still where

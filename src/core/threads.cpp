@@ -1,6 +1,7 @@
 #include "core/threads.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <set>
 
@@ -32,7 +33,7 @@ uint64_t gilHolder(MemorySource& memory, const PyLayout& layout, uint64_t runtim
 }
 
 bool NativeThreadIds::learn(MemorySource& memory, const std::vector<uint64_t>& pthreads,
-                            const std::vector<pid_t>& tasks) {
+                            const std::vector<pid_t>& tasks, pid_t pid) {
     std::set<pid_t> taskSet(tasks.begin(), tasks.end());
     std::vector<std::vector<int32_t>> structs;
     for (uint64_t pthread : pthreads) {
@@ -47,7 +48,7 @@ bool NativeThreadIds::learn(MemorySource& memory, const std::vector<uint64_t>& p
             std::all_of(structs.begin(), structs.end(), [&](const std::vector<int32_t>& words) {
                 return taskSet.count(words[index]) && seen.insert(words[index]).second;
             });
-        if (all) {
+        if (all && (structs.size() > 1 || structs.front()[index] == pid)) {
             offset_ = index * 4;
             return true;
         }
@@ -77,8 +78,10 @@ std::unordered_map<uint64_t, std::string> threadNames(ObjectReader& objects, uin
             auto ident = objects.readInt(key);
             uint64_t nameObject = objects.instanceAttribute(thread, "_name");
             auto name = nameObject ? objects.readStr(nameObject, 256) : std::nullopt;
-            if (ident && name && ident->front() != '-' && ident->front() != '<') {
-                names.emplace(std::stoull(*ident), *name);
+            uint64_t value = 0;
+            const char* end = ident ? ident->data() + ident->size() : nullptr;
+            if (ident && name && std::from_chars(ident->data(), end, value).ec == std::errc()) {
+                names.emplace(value, *name);
             }
             return true;
         },

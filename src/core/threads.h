@@ -35,8 +35,10 @@ uint64_t gilHolder(MemorySource& memory, const PyLayout& layout, uint64_t runtim
 // pthread holds a distinct id of one of the process's tasks.
 class NativeThreadIds {
   public:
+    // From a single pthread, only the process id itself (the main thread's
+    // task id) is trusted: a small field could equal some task id by chance.
     bool learn(MemorySource& memory, const std::vector<uint64_t>& pthreads,
-               const std::vector<pid_t>& tasks);
+               const std::vector<pid_t>& tasks, pid_t pid);
     std::optional<pid_t> lookup(MemorySource& memory, uint64_t pthread) const;
     std::optional<size_t> offset() const { return offset_; }
 

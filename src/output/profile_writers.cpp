@@ -98,7 +98,7 @@ void writeSpeedscope(const Profile& profile, const ProfileMetadata& metadata, st
                      {"name", metadata.name},
                      {"activeProfileIndex", 0},
                      {"exporter", metadata.exporter}};
-    out << document.dump() << '\n';
+    out << document.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
 }
 
 namespace {
@@ -202,7 +202,7 @@ void writeChromeTrace(const Profile& profile, const ProfileMetadata& metadata, s
                        {"samples", profile.timeline().size()},
                        {"invalid_samples", profile.stats.invalidSamples},
                        {"rate_hz", profile.stats.requestedHz}}}};
-    out << document.dump() << '\n';
+    out << document.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
 }
 
 }  // namespace vigil
