@@ -56,10 +56,6 @@ void Profile::countPath(std::span<const NodeId> path, uint64_t count) {
     nodes_[path.empty() ? kRoot : path.back()].self += count;
 }
 
-void Profile::addTimed(std::span<const FrameId> outermostFirst, int64_t timeNs, uint32_t track) {
-    recordTime(add(outermostFirst), timeNs, track);
-}
-
 void Profile::recordTime(NodeId leaf, int64_t timeNs, uint32_t track) {
     if (keepTimeline_) timeline_.push_back({timeNs, leaf, track});
 }

@@ -95,8 +95,6 @@ class Profile {
     void countPath(std::span<const NodeId> path, uint64_t count = 1);
     // Remembers a sample ending at leaf in time order (timeline formats).
     void recordTime(NodeId leaf, int64_t timeNs, uint32_t track);
-    // The same, also remembered in time order on a track (timeline formats).
-    void addTimed(std::span<const FrameId> outermostFirst, int64_t timeNs, uint32_t track);
     // A track is a named timeline lane: "MainThread (4242)", in process 4242.
     uint32_t track(const std::string& label, int64_t pid, int64_t tid);
 
@@ -112,7 +110,6 @@ class Profile {
     const StringTable& strings() const { return strings_; }
     StringTable& strings() { return strings_; }
     uint64_t totalSamples() const { return nodes_[kRoot].total; }
-    bool keepsTimeline() const { return keepTimeline_; }
 
     // The call path of a node, outermost first.
     void pathTo(NodeId node, std::vector<FrameId>& out) const;
