@@ -62,8 +62,7 @@ std::string describeTarget(const Recorder& recorder, const RecordOptions& option
 
 void printSummary(const Profile& profile, const Recorder& recorder) {
     const RecordingStats& stats = profile.stats;
-    for (const std::string& ended : recorder.endedProcesses())
-        fmt::print(stderr, "vigil: {}\n", ended);
+    sayEndedProcesses(recorder);
     fmt::print(
         stderr,
         "vigil: {} samples in {:.1f} s, {:.1f} Hz achieved of {:g} Hz asked ({} late, {} missed "

@@ -110,6 +110,11 @@ void StatusLine::clear() {
     if (enabled_) fmt::print(stderr, "\r\033[K");
 }
 
+void sayEndedProcesses(const Recorder& recorder) {
+    for (const std::string& ended : recorder.endedProcesses())
+        fmt::print(stderr, "vigil: {}\n", ended);
+}
+
 void writeProfile(const Profile& profile, const std::string& format,
                   const ProfileMetadata& metadata, std::ostream& out) {
     if (format == "folded") return writeFolded(profile, out);

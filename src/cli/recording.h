@@ -54,6 +54,9 @@ class StatusLine {
     int64_t lastDrawNs_ = -1;
 };
 
+// One line on stderr for each process that ended or stopped being sampled.
+void sayEndedProcesses(const Recorder& recorder);
+
 void writeProfile(const Profile& profile, const std::string& format,
                   const ProfileMetadata& metadata, std::ostream& out);
 

@@ -222,8 +222,7 @@ int runTop(const TopOptions& options, const Verbosity& verbosity) {
         screen->draw(title, header, table.sorted(sort), sort, paused);
     });
     screen.reset();
-    for (const std::string& ended : recorder.endedProcesses())
-        fmt::print(stderr, "vigil: {}\n", ended);
+    sayEndedProcesses(recorder);
     return 0;
 }
 

@@ -52,7 +52,7 @@ class Recorder {
     pid_t child() const { return child_; }
     // The process attached or launched first.
     const PythonProcess& firstProcess() const { return *targets_.front().process; }
-    std::vector<std::string> endedProcesses() const { return ended_; }
+    const std::vector<std::string>& endedProcesses() const { return ended_; }
 
   private:
     struct Target {
