@@ -20,6 +20,8 @@ enum class ExitCode : int {
     kInconsistent = 8,        // the target kept changing under us; no consistent snapshot
     kBadFile = 9,             // a file vigil was asked to read is missing or corrupt
     kOutput = 10,             // cannot write the requested output
+    kConfig = 11,             // bad configuration (agent TOML file, VIGIL_* variables)
+    kNoAgent = 12,            // the process runs no vigil agent
 };
 
 class Error : public std::runtime_error {
@@ -46,6 +48,8 @@ VIGIL_ERROR_TYPE(ProcessExitedError, ExitCode::kProcessExited);
 VIGIL_ERROR_TYPE(InconsistentError, ExitCode::kInconsistent);
 VIGIL_ERROR_TYPE(BadFileError, ExitCode::kBadFile);
 VIGIL_ERROR_TYPE(OutputError, ExitCode::kOutput);
+VIGIL_ERROR_TYPE(ConfigError, ExitCode::kConfig);
+VIGIL_ERROR_TYPE(NoAgentError, ExitCode::kNoAgent);
 
 #undef VIGIL_ERROR_TYPE
 

@@ -79,6 +79,11 @@ class PythonProcess {
     // Thread-state addresses of each interpreter; false if the list is torn.
     bool threadStates(std::vector<std::vector<uint64_t>>& perInterpreter);
 
+    // Walks one thread state of interpreter interp into out (its stack
+    // only: no name, no locals); false if it no longer belongs to interp.
+    // Counts torn walks in torn.
+    bool walkThread(uint64_t threadState, uint64_t interp, ThreadSnapshot& out, int& torn);
+
     static constexpr int kMaxSnapshotAttempts = 20;
     static constexpr int kMaxThreadAttempts = 32;
     // Walks of a moving thread tried before its last validated one is kept.
@@ -87,7 +92,6 @@ class PythonProcess {
   private:
     void readMicroVersion();
     bool trySnapshot(const SnapshotOptions& options, Snapshot& out);
-    bool walkThread(uint64_t threadState, uint64_t interp, ThreadSnapshot& out, int& torn);
     void keepFrames(const ThreadStateView& view, ThreadSnapshot& out);
     void resolveThread(ThreadSnapshot& thread);
     void addLocals(FrameSnapshot& frame, const RenderLimits& limits);
