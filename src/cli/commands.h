@@ -22,5 +22,7 @@ struct Verbosity {
 Command addDumpCommand(CLI::App& app, const Verbosity& verbosity);
 Command addRecordCommand(CLI::App& app, const Verbosity& verbosity);
 Command addTopCommand(CLI::App& app, const Verbosity& verbosity);
+Command addRunCommand(CLI::App& app, const Verbosity& verbosity);
+Command addRequestsCommand(CLI::App& app, const Verbosity& verbosity);
 
 }  // namespace vigil::cli

@@ -24,9 +24,9 @@ int main(int argc, char** argv) {
     cli::Verbosity verbosity;
     app.add_flag("-v,--verbose", verbosity.verbose, "Say which steps ran and why one failed");
     const std::vector<cli::Command> commands = {
-        cli::addDumpCommand(app, verbosity),
-        cli::addRecordCommand(app, verbosity),
-        cli::addTopCommand(app, verbosity),
+        cli::addDumpCommand(app, verbosity),     cli::addRecordCommand(app, verbosity),
+        cli::addTopCommand(app, verbosity),      cli::addRunCommand(app, verbosity),
+        cli::addRequestsCommand(app, verbosity),
     };
     try {
         app.parse(argc, argv);
