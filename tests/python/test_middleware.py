@@ -1,0 +1,490 @@
+"""The web middlewares (python/vigil/middleware.py, vigil.contrib): driven
+directly on every interpreter found, then a Flask application under gunicorn
+with two workers, loaded by wrk while one slow request runs."""
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import READY_TIMEOUT, ROOT, TARGETS, VIGIL, run_vigil
+
+PACKAGE_DIR = os.path.join(ROOT, "build", "python")
+SYSTEM_PYTHON = "/usr/bin/python3"
+TXN = re.compile(r"^[a-z]+_[a-z]+_[0-9a-f]{4}$")
+
+
+def run_driver(python, code, tmp_path):
+    """Runs code under python with the agent's package; returns what it printed (JSON)."""
+    environment = dict(os.environ, PYTHONPATH=PACKAGE_DIR, VIGIL=VIGIL, STATE_DIR=str(tmp_path))
+    result = subprocess.run([python, "-c", code], capture_output=True, text=True,
+                            env=environment, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+# Shared by the drivers: what `vigil requests` sees running in this process now.
+LIVE = r"""
+import json, os, subprocess
+
+def live():
+    command = [os.environ["VIGIL"], "requests", "--json", "--state-dir", os.environ["STATE_DIR"],
+               str(os.getpid())]
+    document = json.loads(subprocess.run(command, capture_output=True, text=True,
+                                         check=True).stdout)
+    return [{key: r[key] for key in ("txn", "name", "user")} for r in document["requests"]]
+"""
+
+WSGI_DRIVER = LIVE + r"""
+import vigil
+
+vigil.start(state_dir=os.environ["STATE_DIR"])
+HEADERS = [("Content-Type", "text/plain")]  # one list for every response
+seen = {}
+
+
+class Body:
+    # A streamed body that records what it sees and when the server closes it.
+    def __iter__(self):
+        yield b"first "
+        seen["txn_in_body"] = vigil.current_transaction()
+        yield b"second"
+
+    def close(self):
+        seen["body_closed"] = True
+
+
+def app(environ, start_response):
+    seen["txn_in_app"] = vigil.current_transaction()
+    seen["environ_txn"] = environ["vigil.txn"]
+    if environ["PATH_INFO"] == "/boom":
+        raise KeyError("boom")
+    start_response("200 OK", HEADERS)
+    return Body()
+
+
+def environ(path, **extra):
+    return dict(REQUEST_METHOD="POST", SCRIPT_NAME="/shop", PATH_INFO=path, QUERY_STRING="a=1",
+                **extra)
+
+
+def call(middleware, environ):
+    response = {}
+
+    def start_response(status, headers, exc_info=None):
+        response["headers"] = dict(headers)
+
+    try:
+        result = middleware(environ, start_response)
+    except KeyError as error:
+        response["raised"] = repr(error)
+    else:
+        response["body"] = b"".join(result).decode()
+        response["running_before_close"] = live()
+        response["current_before_close"] = vigil.current_transaction()
+        result.close()
+    response["current_after"] = vigil.current_transaction()
+    response["running_after"] = live()
+    response["seen"] = dict(seen)
+    seen.clear()
+    return response
+
+
+plain = vigil.WSGIMiddleware(app)
+named = vigil.WSGIMiddleware(app, name=lambda e: "shop" + e["PATH_INFO"], user=lambda e: "bob")
+print(json.dumps({
+    "plain": call(plain, environ("/orders/7", REMOTE_USER="alice")),
+    "anonymous": call(plain, environ("/caf\u00c3\u00a9")),  # UTF-8 "/café" as PEP 3333 gives it
+    "named": call(named, environ("/orders/8")),
+    "raised": call(plain, environ("/boom")),
+    "headers_left_alone": HEADERS == [("Content-Type", "text/plain")],
+}))
+"""
+
+
+def test_wsgi_middleware(python, tmp_path):
+    result = run_driver(python.path, WSGI_DRIVER, tmp_path)
+    plain = result["plain"]
+    txn = plain["seen"]["txn_in_app"]
+    assert TXN.match(txn)
+    # The client, the environ and the streamed body see the txn the app saw.
+    assert plain["headers"] == {"Content-Type": "text/plain", "X-Vigil-Transaction": txn}
+    assert plain["seen"]["environ_txn"] == plain["seen"]["txn_in_body"] == txn
+    assert plain["body"] == "first second"
+    # Still running once the body is sent; over once the server closes it.
+    assert plain["running_before_close"] == [{"txn": txn, "name": "POST /shop/orders/7",
+                                              "user": "alice"}]
+    assert plain["current_before_close"] == txn
+    assert plain["seen"]["body_closed"]
+    assert plain["current_after"] is None and plain["running_after"] == []
+
+    anonymous = result["anonymous"]
+    assert anonymous["running_before_close"] == [
+        {"txn": anonymous["seen"]["txn_in_app"], "name": "POST /shop/café", "user": None}]
+    named = result["named"]
+    assert named["running_before_close"] == [
+        {"txn": named["seen"]["txn_in_app"], "name": "shop/orders/8", "user": "bob"}]
+    assert len({plain["seen"]["txn_in_app"], anonymous["seen"]["txn_in_app"],
+                named["seen"]["txn_in_app"]}) == 3
+
+    raised = result["raised"]
+    assert raised["raised"] == "KeyError('boom')"
+    assert TXN.match(raised["seen"]["txn_in_app"])
+    assert raised["current_after"] is None and raised["running_after"] == []
+    assert result["headers_left_alone"]
+
+
+ASGI_DRIVER = LIVE + r"""
+import asyncio
+import vigil
+
+vigil.start(state_dir=os.environ["STATE_DIR"], requests_header="X-Request-Txn")
+CONCURRENT = 4
+
+
+class User:
+    def __init__(self, username, is_authenticated):
+        self.username, self.is_authenticated = username, is_authenticated
+
+
+class App:
+    # Holds each request until all CONCURRENT are in, so that they overlap.
+    def __init__(self):
+        self.inside = 0
+        self.everyone_in = asyncio.Event()
+        self.running = None
+
+    async def __call__(self, scope, receive, send):
+        txn = vigil.current_transaction()
+        if scope["type"] != "http":
+            self.lifespan = {"txn": txn, "has_txn": "vigil.txn" in scope}
+            return
+        await receive()
+        if scope["path"] == "/boom":
+            self.boom_txn = txn
+            raise KeyError("boom")
+        self.inside += 1
+        if self.inside == CONCURRENT:
+            self.running = live()
+            self.everyone_in.set()
+        await self.everyone_in.wait()
+        seen = {"txn": txn, "after_wait": vigil.current_transaction(), "scope_txn": scope["vigil.txn"]}
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": json.dumps(seen).encode()})
+
+
+def http_scope(path, user=None):
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "root_path": "", "query_string": b"a=1", "headers": []}
+    if user is not None:
+        scope["user"] = user
+    return scope
+
+
+async def call(middleware, scope):
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    await middleware(scope, receive, send)
+    return {"headers": {k.decode(): v.decode() for k, v in sent[0]["headers"]},
+            "seen": json.loads(sent[1]["body"]), "scope_untouched": "vigil.txn" not in scope,
+            "messages": [(m["type"], m.get("status")) for m in sent]}
+
+
+async def main():
+    app = App()
+    middleware = vigil.ASGIMiddleware(app)
+    users = [User("alice", True), User("ghost", False), "carol", None]
+    calls = [call(middleware, http_scope("/items/%d" % i, users[i])) for i in range(CONCURRENT)]
+    responses = await asyncio.gather(*calls)
+    facts = {"responses": responses, "running_together": app.running,
+             "current_after": vigil.current_transaction(), "running_after": live()}
+    try:
+        await call(middleware, http_scope("/boom"))
+    except KeyError as error:
+        facts["raised"] = repr(error)
+    facts["boom_txn"] = app.boom_txn
+    facts["running_after_boom"] = live()
+    facts["current_after_boom"] = vigil.current_transaction()
+    await middleware({"type": "lifespan"}, None, None)
+    facts["lifespan"] = app.lifespan
+    return facts
+
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+def test_asgi_middleware(python, tmp_path):
+    result = run_driver(python.path, ASGI_DRIVER, tmp_path)
+    responses = result["responses"]
+    txns = [response["seen"]["txn"] for response in responses]
+    assert all(TXN.match(txn) for txn in txns) and len(set(txns)) == len(txns)
+    for txn, response in zip(txns, responses):
+        # The configured header, in lower case as ASGI wants; each task kept its own txn.
+        assert response["headers"] == {"content-type": "application/json", "x-request-txn": txn}
+        assert response["seen"]["after_wait"] == response["seen"]["scope_txn"] == txn
+        assert response["scope_untouched"]
+        assert response["messages"] == [["http.response.start", 200], ["http.response.body", None]]
+    running = sorted(result["running_together"], key=lambda r: r["name"])
+    assert running == [
+        {"txn": txns[0], "name": "GET /items/0", "user": "alice"},
+        {"txn": txns[1], "name": "GET /items/1", "user": None},  # not authenticated
+        {"txn": txns[2], "name": "GET /items/2", "user": "carol"},
+        {"txn": txns[3], "name": "GET /items/3", "user": None},
+    ]
+    assert result["current_after"] is None and result["running_after"] == []
+    assert result["raised"] == "KeyError('boom')" and TXN.match(result["boom_txn"])
+    assert result["current_after_boom"] is None and result["running_after_boom"] == []
+    assert result["lifespan"] == {"txn": None, "has_txn": False}
+
+
+DJANGO_DRIVER = LIVE + r"""
+import django
+from django.conf import settings
+
+settings.configure(ALLOWED_HOSTS=["*"],
+                   INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes"])
+django.setup()
+from django.contrib.auth.models import AnonymousUser, User
+from django.http import HttpResponse
+from django.test import RequestFactory
+
+import vigil
+from vigil.contrib.django import VigilMiddleware
+
+vigil.start(state_dir=os.environ["STATE_DIR"])
+
+
+def view(request):
+    if request.path == "/boom":
+        raise KeyError("boom")
+    seen = {"txn": vigil.current_transaction(), "request_txn": request.vigil_txn, "running": live()}
+    return HttpResponse(json.dumps(seen), content_type="application/json")
+
+
+def call(path, user):
+    request = RequestFactory().get(path, {"a": 1})
+    if user is not None:
+        request.user = user
+    try:
+        response = VigilMiddleware(view)(request)
+    except KeyError as error:
+        return {"raised": repr(error), "running_after": live()}
+    return {"header": response["X-Vigil-Transaction"], "seen": json.loads(response.content),
+            "current_after": vigil.current_transaction(), "running_after": live()}
+
+
+print(json.dumps({
+    "alice": call("/orders/7", User(username="alice")),
+    "anonymous": call("/orders/8", AnonymousUser()),
+    "no_auth_middleware": call("/orders/9", None),
+    "raised": call("/boom", None),
+}))
+"""
+
+
+def test_django_middleware(tmp_path):
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        pytest.skip("no %s" % SYSTEM_PYTHON)
+    if subprocess.run([SYSTEM_PYTHON, "-c", "import django"], capture_output=True).returncode:
+        pytest.skip("Django is not installed (apt-get install python3-django)")
+    result = run_driver(SYSTEM_PYTHON, DJANGO_DRIVER, tmp_path)
+    for case, path, user in (("alice", "/orders/7", "alice"), ("anonymous", "/orders/8", None),
+                             ("no_auth_middleware", "/orders/9", None)):
+        response = result[case]
+        txn = response["seen"]["txn"]
+        assert TXN.match(txn) and response["header"] == response["seen"]["request_txn"] == txn
+        assert response["seen"]["running"] == [{"txn": txn, "name": "GET " + path, "user": user}]
+        assert response["current_after"] is None and response["running_after"] == []
+    assert result["raised"] == {"raised": "KeyError('boom')", "running_after": []}
+
+
+# --- A real server ------------------------------------------------------------------
+
+
+def wait_until(condition, what, process=None, timeout=READY_TIMEOUT):
+    """Polls condition until it returns something true; fails after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            raise AssertionError("the server exited (%d) before %s" % (process.returncode, what))
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def accepts(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def log_lines(path):
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as log:
+        return [json.loads(line) for line in log]
+
+
+def slow_reports(path):
+    return [line for line in log_lines(path)
+            if line["event"] == "long_request" and line["name"] == "GET /slow"]
+
+
+def requests_json(pid, state_dir):
+    result = run_vigil("requests", "--json", "--state-dir", state_dir, pid, check=True)
+    return json.loads(result.stdout)
+
+
+class Gunicorn:
+    """flask_app.py under `vigil run -- gunicorn` with two sync workers."""
+
+    def __init__(self, tmp_path):
+        self.port = free_port()
+        self.state_dir = tmp_path / "state"
+        self.state_dir.mkdir()
+        self.log = str(tmp_path / "agent.log")
+        self.release = tmp_path / "release"
+        self.output_path = tmp_path / "gunicorn.log"
+        self.output = open(self.output_path, "w")
+        environment = dict(os.environ, VIGIL_STATE_DIR=str(self.state_dir), VIGIL_LOG_PATH=self.log,
+                           VIGIL_LONG_REQUESTS_THRESHOLD="0.3", VIGIL_LONG_REQUESTS_INTERVAL="0.5",
+                           VIGIL_TEST_RELEASE=str(self.release), PYTHONDONTWRITEBYTECODE="1")
+        command = [VIGIL, "run", "--", SYSTEM_PYTHON, "-m", "gunicorn", "--workers", "2",
+                   "--bind", "127.0.0.1:%d" % self.port, "--chdir", TARGETS, "flask_app:app"]
+        self.process = subprocess.Popen(command, env=environment, stdout=self.output,
+                                        stderr=subprocess.STDOUT)
+        self.pid = self.process.pid  # vigil run becomes the program: the master
+        wait_until(lambda: accepts(self.port), "the port to accept", self.process)
+        self.workers = wait_until(self._workers_with_agents, "two workers with agents", self.process)
+
+    def _workers_with_agents(self):
+        with open("/proc/%d/task/%d/children" % (self.pid, self.pid)) as children:
+            workers = [int(pid) for pid in children.read().split()]
+        ready = len(workers) == 2 and all(self.state_file(pid).exists() for pid in workers)
+        return workers if ready else None
+
+    def state_file(self, pid):
+        return self.state_dir / ("vigil-%d" % pid)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=60)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            self.output.close()
+
+    def output_text(self):
+        return self.output_path.read_text()
+
+
+def get_slow(port, into):
+    """GET /slow; keeps the status, the transaction header and the body in into."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=READY_TIMEOUT)
+    try:
+        connection.request("GET", "/slow")
+        response = connection.getresponse()
+        into.update(status=response.status, header=response.getheader("X-Vigil-Transaction"),
+                    body=response.read().decode().strip())
+    finally:
+        connection.close()
+
+
+def run_wrk(port):
+    result = subprocess.run(["wrk", "-t2", "-c4", "-d2s", "http://127.0.0.1:%d/fast" % port],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    # wrk prints these lines only when there were any.
+    assert "Socket errors" not in result.stdout and "Non-2xx" not in result.stdout, result.stdout
+    return int(re.search(r"(\d+) requests in", result.stdout).group(1))
+
+
+def slow_request_in(pid, state_dir):
+    return [r for r in requests_json(pid, state_dir)["requests"] if r["name"] == "GET /slow"]
+
+
+def finished(server):
+    return sum(requests_json(pid, server.state_dir)["counters"]["requests_finished"]
+               for pid in server.workers)
+
+
+def test_flask_under_gunicorn_with_load(tmp_path):
+    for program in ("gunicorn", "wrk"):
+        if not shutil.which(program):
+            pytest.skip("%s is not installed" % program)
+    if subprocess.run([SYSTEM_PYTHON, "-c", "import flask, gunicorn"], capture_output=True).returncode:
+        pytest.skip("Flask or gunicorn is missing for %s" % SYSTEM_PYTHON)
+    server = Gunicorn(tmp_path)
+    try:
+        check_slow_request_under_load(server)
+        assert server.stop() == 0, server.output_text()
+    finally:
+        server.stop()
+    assert "Traceback" not in server.output_text(), server.output_text()
+    # Each process removed its own state file on its way out.
+    assert not any(server.state_file(pid).exists() for pid in [server.pid, *server.workers])
+
+
+def check_slow_request_under_load(server):
+    # (c) Each worker has an agent of its own, apart from the master's.
+    assert server.state_file(server.pid).exists()
+    for worker in server.workers:
+        assert requests_json(worker, server.state_dir)["pid"] == worker
+
+    slow = {}
+    client = threading.Thread(target=get_slow, args=(server.port, slow))
+    client.start()
+    first = wait_until(lambda: slow_reports(server.log), "a long_request line", server.process)[0]
+    worker, txn = first["pid"], first["txn"]
+    assert worker in server.workers and worker != server.pid
+    # (b) `vigil requests` on that worker shows the slow request while it runs.
+    assert [r["txn"] for r in slow_request_in(worker, server.state_dir)] == [txn]
+
+    fast_requests = run_wrk(server.port)  # the other worker serves them all
+    assert fast_requests > 0 and client.is_alive()
+    server.release.touch()
+    client.join(timeout=READY_TIMEOUT)
+    assert not client.is_alive()
+    assert slow == {"status": 200, "header": txn, "body": txn}
+
+    # (a) Every report of the slow request: its txn, its worker, its stack.
+    reports = slow_reports(server.log)
+    assert len(reports) >= 2
+    assert [r["report"] for r in reports] == list(range(1, len(reports) + 1))
+    for report in reports:
+        assert (report["txn"], report["pid"], report["user"]) == (txn, worker, None)
+        functions = [frame["function"] for frame in report["stack"]]
+        assert functions[0] == "slow_report", functions
+        assert any(f.endswith("WSGIMiddleware.__call__") for f in functions), functions
+
+    # The request ends when gunicorn closes the response, just after the client has it.
+    wait_until(lambda: not slow_request_in(worker, server.state_dir), "the slow request to end")
+    wait_until(lambda: finished(server) >= fast_requests + 1, "every request to be counted")
