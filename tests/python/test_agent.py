@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, TARGETS, run_vigil
+from conftest import ROOT, VIGIL, run_vigil
 
 PACKAGE_DIR = os.path.join(ROOT, "build", "python")
 TXN = re.compile(r"^[a-z]+_[a-z]+_[0-9a-f]{4}$")
@@ -314,3 +314,41 @@ def test_watchdog_survives_churning_stacks(python, start_target, tmp_path):
     assert target.process.returncode == 0, err
     assert out.decode().strip() == "survived"
     assert log_lines(str(tmp_path / "agent.log"), "thread_stacks")
+
+
+CONFIGURED_APP = r"""
+import json, os, signal, time, vigil
+settings = vigil._vigil.settings()
+with vigil.request("configured") as request:
+    os.kill(os.getpid(), signal.SIGRTMIN + 3)
+    deadline = time.monotonic() + 60
+    lines = []
+    while not lines and time.monotonic() < deadline:
+        if os.path.exists(settings["log_path"]):
+            with open(settings["log_path"]) as log:
+                lines = [json.loads(line) for line in log]
+        time.sleep(0.01)
+print(json.dumps({"running": vigil.running(), "settings": settings,
+                  "state": vigil._vigil.state_path(), "txn": request.txn, "lines": lines}))
+"""
+
+
+def test_started_by_vigil_run_with_a_config_file_and_environment(python, tmp_path):
+    """`vigil run --config FILE`: the file's keys apply, VIGIL_* variables beat
+    them, and a signal configured by name answers."""
+    config = tmp_path / "vigil.toml"
+    config.write_text('[state]\ndir = "%s"\n[log]\npath = "%s"\n[requests]\nheader = "X-Txn"\n'
+                      '[signals]\nrequests = "SIGRTMIN+3"\n'
+                      % (tmp_path, tmp_path / "from-file.log"))
+    env = dict(os.environ, VIGIL_LOG_PATH=str(tmp_path / "agent.log"))
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run([VIGIL, "run", "--config", str(config), "--", python.path, "-c",
+                             CONFIGURED_APP], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["running"] and seen["settings"]["header"] == "X-Txn"
+    assert seen["settings"]["log_path"] == str(tmp_path / "agent.log")
+    assert seen["state"].startswith(str(tmp_path))
+    [line] = seen["lines"]
+    assert line["event"] == "running_requests"
+    assert [r["txn"] for r in line["requests"]] == [seen["txn"]]

@@ -121,6 +121,10 @@ def test_extension_imports_from_build_tree(python):
 # --- pip install . ------------------------------------------------------------------------
 
 
+AGENT_CHECK = ("import vigil; print(vigil.running(), vigil._vigil.settings()['header'], "
+               "vigil._vigil.state_path())")
+
+
 def test_pip_install_offline(python, tmp_path, request):
     if python == scratch_interpreter():
         venv = request.getfixturevalue("scratch_install")[0]
@@ -140,6 +144,14 @@ def test_pip_install_offline(python, tmp_path, request):
     # Asked: the hook imports vigil._autostart, and the program runs whatever it says.
     asked = check(run([venv_python, "-c", LIST_VIGIL_MODULES], env=clean_env(VIGIL_AUTOSTART="1")))
     assert "'vigil._autostart'" in asked.stdout
+
+    # VIGIL_CONFIG=vigil.toml python app.py: the agent runs with the file's settings.
+    config = tmp_path / "vigil.toml"
+    config.write_text('[state]\ndir = "%s"\n[requests]\nheader = "X-Txn"\n' % tmp_path)
+    started = check(run([venv_python, "-c", AGENT_CHECK], env=clean_env(VIGIL_CONFIG=str(config))))
+    running, header, state = started.stdout.split()
+    assert (running, header) == ("True", "X-Txn")
+    assert os.path.dirname(state) == str(tmp_path) and os.path.basename(state).startswith("vigil-")
 
 
 def test_wheel_is_well_formed(tmp_path, shared_build):
