@@ -10,7 +10,7 @@ PACKAGES=(
   python3 python3-pytest util-linux clang-format chromium
   libprotobuf-dev protobuf-compiler zlib1g-dev
   python3-jsonschema python3-protobuf golang-go libncurses-dev tmux
-  libtomlplusplus-dev python3-venv python3-pip python3-flask gunicorn wrk python3-django
+  libtomlplusplus-dev libsqlite3-dev python3-venv python3-pip python3-flask gunicorn wrk python3-django
 )
 
 missing=()

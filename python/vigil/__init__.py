@@ -32,6 +32,7 @@ __all__ = [
     "WSGIMiddleware",
     "current_request",
     "current_transaction",
+    "reload",
     "request",
     "running",
     "start",
@@ -64,7 +65,9 @@ def start(config=None, **overrides):
             if not _hooks_installed:
                 _hooks_installed = True
                 atexit.register(stop)
-                os.register_at_fork(after_in_child=_after_fork_in_child)
+                os.register_at_fork(before=_vigil.before_fork,
+                                    after_in_parent=_vigil.after_fork_in_parent,
+                                    after_in_child=_after_fork_in_child)
             _start_log_pump()
         return started
 
@@ -74,6 +77,13 @@ def stop():
     _vigil.stop()
     if _log_pump is not None and _log_pump is not threading.current_thread():
         _log_pump.join(timeout=2)  # the lines already queued reach logging
+
+
+def reload():
+    """Reads the rules again from the same file, environment and overrides
+    (as SIGHUP does); False when no agent runs. Raises ConfigError, and the
+    rules in force stay, when the file is wrong."""
+    return _vigil.reload()
 
 
 def _text(value):

@@ -7,7 +7,13 @@ in a response header.
 
 They cost one vigil.request, the name string and the header per HTTP request:
 no attributes, no copy of the body, no work per chunk of the body.
+
+An exception that escapes the application before its response began is kept
+on the request (its crash record) and the client gets a 500 that shows no
+traceback, only the transaction id to quote: crash_page().
 """
+import html
+import json
 import sys
 
 from . import _vigil
@@ -62,6 +68,46 @@ def user_name(user):
     return str(user)
 
 
+def _preference(accept, media_type):
+    """(q, specificity) that an Accept header gives media_type, from its most
+    specific range that matches: between equal q, a type named outright
+    (axios's "application/json, text/plain, */*") beats one let in by */*."""
+    ranges = {media_type: 2, media_type.split("/")[0] + "/*": 1, "*/*": 0}
+    best = (-1, 0.0)  # (specificity, q)
+    for part in accept.split(","):
+        media_range, *parameters = part.split(";")
+        specificity = ranges.get(media_range.strip().lower())
+        if specificity is None or specificity < best[0]:
+            continue  # another type, or a less specific range than one seen
+        q = 1.0
+        for parameter in parameters:
+            key, _, value = parameter.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0  # a client that cannot write q gets the default, HTML
+        best = max(best, (specificity, q))
+    return best[1], best[0]
+
+
+def crash_page(txn, accept):
+    """(content type, body) of the 500 answered for a crash: JSON when the
+    Accept header prefers application/json to text/html, else a tiny HTML page.
+
+    It says only that something went wrong and which reference to quote: the
+    exception's type, text and traceback are for the crash record, never for
+    the client (they can hold paths, queries, data).
+    """
+    if _preference(accept or "", "application/json") > _preference(accept or "", "text/html"):
+        body = json.dumps({"error": "internal server error", "reference": txn})
+        return "application/json", body.encode()
+    body = ("<!doctype html>\n<html><head><meta charset=utf-8><title>Internal Server Error</title>"
+            "</head>\n<body><p>Something went wrong. Reference: <code>%s</code></p></body></html>\n"
+            % html.escape(txn))
+    return "text/html; charset=utf-8", body.encode()
+
+
 # --- WSGI ---------------------------------------------------------------------------
 
 
@@ -86,7 +132,8 @@ class WSGIMiddleware:
     application finds the transaction id in environ["vigil.txn"] (and in
     vigil.current_transaction()); the client in the response header. The
     request ends when the server closes the response (PEP 3333), so that a
-    streamed body is part of it, or when the application raises.
+    streamed body is part of it, or when the application raises: then the
+    request is kept with the exception, and the client gets crash_page().
     """
 
     def __init__(self, app, name=None, user=None):
@@ -96,17 +143,29 @@ class WSGIMiddleware:
         self._header = _HeaderName(str)
 
     def __call__(self, environ, start_response):
-        request = _vigil.request(self._name(environ), self._user(environ))
-        request.__enter__()
+        # No local holds the request: this frame outlives the call in the
+        # traceback of an exception a framework records (see _WSGIResponse.end).
+        response = _WSGIResponse(_vigil.request(self._name(environ), self._user(environ)),
+                                 start_response, self._header.get())
+        # Set up before the request begins: nothing can fail between its
+        # begin and the try that guarantees its end.
+        environ["vigil.txn"] = response.request.txn
+        response.request.__enter__()
         try:
-            txn = request.txn
-            environ["vigil.txn"] = txn
-            response = _WSGIResponse(request, start_response, self._header.get(), txn)
             response.result = self.app(environ, response)
-        except BaseException:
-            request.__exit__(*sys.exc_info())
+        except Exception:
+            return response.crash(sys.exc_info(), environ.get("HTTP_ACCEPT", ""))
+        except BaseException:  # the process is leaving: no page to answer
+            response.end(*sys.exc_info())
             raise
         return response
+
+
+def _status_code(status):
+    try:
+        return int(status[:3])
+    except ValueError:
+        return 0  # not a status line: the server will say so
 
 
 class _WSGIResponse:
@@ -114,25 +173,57 @@ class _WSGIResponse:
 
     One object per request plays both parts the middleware needs, to allocate
     no more: called, it is the start_response given to the application (it
-    adds the header); iterated and closed, it is the response iterable given
-    to the server. Iteration goes straight to the application's iterator.
-    The server then sends the body by iterating: wsgi.file_wrapper's sendfile
-    is not used for a wrapped response.
+    notes the status and adds the header); iterated and closed, it is the
+    response iterable given to the server. Iteration goes straight to the
+    application's iterator. The server then sends the body by iterating:
+    wsgi.file_wrapper's sendfile is not used for a wrapped response.
     """
 
     __slots__ = ("request", "start_response", "header", "result")
 
-    def __init__(self, request, start_response, header_name, txn):
+    def __init__(self, request, start_response, header_name):
         self.request = request
         self.start_response = start_response
-        self.header = (header_name, txn) if header_name else None
+        self.header = (header_name, request.txn) if header_name else None
         self.result = ()
 
     def __call__(self, status, headers, exc_info=None):
+        self.request.status = _status_code(status)
         if self.header is not None:
             # A copy: an application may pass the same list to every request.
             headers = [*headers, self.header]
         return self.start_response(status, headers, exc_info)
+
+    def crash(self, exc_info, accept):
+        """Ends the request with the application's exception, which keeps it,
+        and returns the crash page as the response.
+
+        When the application had called start_response, a second call must
+        give exc_info (PEP 3333): it replaces the headers while none were
+        sent, and re-raises the exception once they were (the application
+        used write()), for the server to cut the connection, the only end
+        left for a response half sent. A first call goes without: some
+        servers re-raise whenever exc_info is given (werkzeug's test client).
+        """
+        try:
+            content_type, body = crash_page(self.request.txn, accept)
+            headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+            self("500 Internal Server Error", headers, exc_info if self.request.status else None)
+        finally:
+            self.end(*exc_info)  # with status 500; the page goes out after the request
+        return [body]
+
+    def end(self, kind=None, error=None, traceback=None):
+        """Ends the request, once, and lets go of it.
+
+        An exception a framework recorded on the request (record_exception)
+        holds frames that hold this object: kept, the request would close a
+        cycle the garbage collector cannot see (it does not track the
+        request), and the frames would never be freed.
+        """
+        request, self.request = self.request, None
+        if request is not None:
+            request.__exit__(kind, error, traceback)
 
     def __iter__(self):
         return iter(self.result)
@@ -143,7 +234,7 @@ class _WSGIResponse:
             if close is not None:
                 close()
         finally:
-            self.request.__exit__(None, None, None)
+            self.end()
 
 
 # --- ASGI ---------------------------------------------------------------------------
@@ -171,7 +262,9 @@ class ASGIMiddleware:
     transaction id in scope["vigil.txn"] (and in vigil.current_transaction(),
     which each asyncio task keeps to itself); the client in a header of
     http.response.start. The request ends when the application returns or
-    raises. Other scopes (lifespan, websocket) pass through untouched.
+    raises; an exception raised before http.response.start is kept with the
+    request, and the client gets crash_page(). Other scopes (lifespan,
+    websocket) pass through untouched.
     """
 
     def __init__(self, app, name=None, user=None):
@@ -184,22 +277,52 @@ class ASGIMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         request = _vigil.request(self._name(scope), self._user(scope))
-        with request:
-            txn = request.txn
-            # A copy, as the ASGI spec asks of middlewares that change the
-            # scope: the server's own dict stays as it was.
-            scope = {**scope, "vigil.txn": txn}
-            header_name = self._header.get()
-            if header_name:
-                send = _sender_with_header(send, (header_name, txn.encode("latin-1")))
-            await self.app(scope, receive, send)
+        header_name = self._header.get()
+        header = (header_name, request.txn.encode("latin-1")) if header_name else None
+        # A copy, as the ASGI spec asks of middlewares that change the scope:
+        # the server's own dict stays as it was.
+        app_scope = {**scope, "vigil.txn": request.txn}
+        request.__enter__()
+        try:
+            await self.app(app_scope, receive, _sender(send, request, header))
+        except BaseException as error:
+            # Once http.response.start went out, only the server can end the
+            # response, by cutting the connection; cancellation passes too.
+            answer = isinstance(error, Exception) and not request.status
+            if answer:
+                request.status = 500
+            request.__exit__(type(error), error, error.__traceback__)  # kept with the exception
+            if not answer:
+                raise
+        else:
+            request.__exit__(None, None, None)
+            return
+        await _send_crash_page(send, request.txn, _asgi_accept(scope), header)
 
 
-def _sender_with_header(send, header):
-    async def send_with_header(message):
+def _sender(send, request, header):
+    async def send_noting_status(message):
         if message["type"] == "http.response.start":
-            # Copies again: the application may reuse its message or headers.
-            message = {**message, "headers": [*message.get("headers", ()), header]}
+            request.status = message["status"]  # also says that the response began
+            if header is not None:
+                # Copies: the application may reuse its message or headers.
+                message = {**message, "headers": [*message.get("headers", ()), header]}
         await send(message)
 
-    return send_with_header
+    return send_noting_status
+
+
+def _asgi_accept(scope):
+    # Repeated headers mean one list, joined by commas (RFC 9110).
+    return ",".join(value.decode("latin-1") for name, value in scope.get("headers", ())
+                    if name == b"accept")
+
+
+async def _send_crash_page(send, txn, accept, header):
+    content_type, body = crash_page(txn, accept)
+    headers = [(b"content-type", content_type.encode("latin-1")),
+               (b"content-length", str(len(body)).encode("latin-1"))]
+    if header is not None:
+        headers.append(header)
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

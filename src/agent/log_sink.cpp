@@ -11,8 +11,8 @@
 
 namespace vigil::agent {
 
-LogSink::LogSink(std::string path, bool toLogger, StateCounters& counters)
-    : path_(std::move(path)), toLogger_(toLogger), counters_(counters) {}
+LogSink::LogSink(std::string label, std::string path, bool toLogger, Counters counters)
+    : label_(std::move(label)), path_(std::move(path)), toLogger_(toLogger), counters_(counters) {}
 
 LogSink::~LogSink() {
     if (fd_ >= 0) ::close(fd_);
@@ -24,7 +24,7 @@ void LogSink::write(LogLevel level, const std::string& line) {
     std::lock_guard lock(mutex_);
     if (closed_) return;
     if (queue_.size() >= kQueueCapacity) {
-        counters_.logLinesDropped.fetch_add(1, std::memory_order_relaxed);
+        counters_.dropped.fetch_add(1, std::memory_order_relaxed);
         return;
     }
     queue_.push_back({level, line});
@@ -38,16 +38,16 @@ void LogSink::writeFile(const std::string& line) {
     // when other processes append to the same file.
     ssize_t written = fd_ < 0 ? -1 : ::write(fd_, text.data(), text.size());
     if (written == static_cast<ssize_t>(text.size())) {
-        counters_.logLinesWritten.fetch_add(1, std::memory_order_relaxed);
+        counters_.written.fetch_add(1, std::memory_order_relaxed);
         if (failing_) {
-            fmt::print(stderr, "vigil: the agent log {} works again ({} lines were dropped)\n",
+            fmt::print(stderr, "vigil: the {} {} works again ({} lines were dropped)\n", label_,
                        path_, droppedWhileFailing_);
             failing_ = false;
         }
         return;
     }
     int error = written < 0 ? errno : ENOSPC;  // a short write: the disk filled up
-    counters_.logLinesDropped.fetch_add(1, std::memory_order_relaxed);
+    counters_.dropped.fetch_add(1, std::memory_order_relaxed);
     reportFailure(error);
     if (fd_ >= 0 && written < 0 && error != ENOSPC) {
         ::close(fd_);  // opened again next time: the path may be fixed meanwhile
@@ -61,9 +61,9 @@ void LogSink::reportFailure(int error) {
     failing_ = true;
     droppedWhileFailing_ = 1;
     fmt::print(stderr,
-               "vigil: cannot write the agent log {}: {}; its lines are dropped and counted "
-               "until it works again ([log] path)\n",
-               path_, std::strerror(error));
+               "vigil: cannot write the {} {}: {}; its lines are dropped and counted "
+               "until it works again\n",
+               label_, path_, std::strerror(error));
 }
 
 std::optional<LogLine> LogSink::nextForLogger(int timeoutMs) {
@@ -74,6 +74,11 @@ std::optional<LogLine> LogSink::nextForLogger(int timeoutMs) {
     LogLine line = std::move(queue_.front());
     queue_.pop_front();
     return line;
+}
+
+void LogSink::reopen() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
 }
 
 bool LogSink::drained() {

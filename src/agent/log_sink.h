@@ -7,6 +7,7 @@
 // for ever: those lines wait in a bounded queue that a Python thread of the
 // agent drains, and the file still gets them at once.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -27,8 +28,14 @@ struct LogLine {
 
 class LogSink {
   public:
-    // path "" writes no file; logger false queues nothing for stdlib logging.
-    LogSink(std::string path, bool toLogger, StateCounters& counters);
+    // Counts what it writes and drops into written and dropped.
+    struct Counters {
+        std::atomic<uint64_t>& written;
+        std::atomic<uint64_t>& dropped;
+    };
+    // path "" writes no file; logger false queues nothing for stdlib logging;
+    // label names the file in messages ("agent log", "request log").
+    LogSink(std::string label, std::string path, bool toLogger, Counters counters);
     ~LogSink();
     LogSink(const LogSink&) = delete;
     LogSink& operator=(const LogSink&) = delete;
@@ -41,6 +48,8 @@ class LogSink {
     void close();
     // Closed and nothing left for stdlib logging.
     bool drained();
+    // Opens the file again at its next line (after logrotate moved it).
+    void reopen();
 
     static constexpr size_t kQueueCapacity = 1024;
 
@@ -48,12 +57,13 @@ class LogSink {
     void writeFile(const std::string& line);
     void reportFailure(int error);
 
+    std::string label_;
     std::string path_;
     int fd_ = -1;
     bool failing_ = false;  // reported once per failure streak
     uint64_t droppedWhileFailing_ = 0;
     bool toLogger_;
-    StateCounters& counters_;
+    Counters counters_;
     std::mutex mutex_;
     std::condition_variable ready_;
     std::deque<LogLine> queue_;

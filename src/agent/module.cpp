@@ -11,6 +11,7 @@
 
 #include "agent/runtime.h"
 #include "core/errors.h"
+#include "core/objects.h"
 
 namespace vigil::agent {
 namespace {
@@ -39,27 +40,18 @@ void openIds(const std::string& dir) {
     idsDir = dir;
 }
 
-bool applyOverrides(AgentConfig& config, PyObject* overrides) {
+// vigil.start(**overrides) as text pairs; false with an exception set.
+bool readOverrides(PyObject* overrides, ConfigSource& source) {
     if (!overrides || overrides == Py_None) return true;
     Py_ssize_t position = 0;
     PyObject *key, *value;
     while (PyDict_Next(overrides, &position, &key, &value)) {
         PyObject* text = PyObject_Str(value);
-        if (!text) return false;
         const char* keyText = PyUnicode_AsUTF8(key);
-        const char* valueText = PyUnicode_AsUTF8(text);
-        if (!keyText || !valueText) {
-            Py_DECREF(text);
-            return false;
-        }
-        try {
-            applyOverride(config, keyText, valueText, "vigil.start()");
-        } catch (const Error& error) {
-            Py_DECREF(text);
-            raise(error);
-            return false;
-        }
-        Py_DECREF(text);
+        const char* valueText = text ? PyUnicode_AsUTF8(text) : nullptr;
+        if (keyText && valueText) source.overrides.emplace_back(keyText, valueText);
+        Py_XDECREF(text);
+        if (!keyText || !valueText) return false;
     }
     return true;
 }
@@ -71,10 +63,10 @@ void retire() {
     agent = nullptr;
 }
 
-bool startWith(const AgentConfig& config) {
+bool startWith(const AgentConfig& config, const ConfigSource& source) {
     try {
         openIds(config.stateDir);
-        agent = new Agent(config);
+        agent = new Agent(config, source);
         lastConfig = std::make_unique<AgentConfig>(config);
         if (!ids->fallbackReason().empty()) {
             nlohmann::json line = {{"event", "agent_warning"}, {"warning", ids->fallbackReason()}};
@@ -92,21 +84,35 @@ PyObject* start(PyObject*, PyObject* args) {
     PyObject* overrides = nullptr;
     if (!PyArg_ParseTuple(args, "z|O!:start", &path, &PyDict_Type, &overrides)) return nullptr;
     if (agent) Py_RETURN_FALSE;  // one agent per process
+    ConfigSource source{path ? path : "", {}};
+    if (!readOverrides(overrides, source)) return nullptr;
     AgentConfig config;
     try {
-        config = loadAgentConfig(path ? path : "");
-    } catch (const Error& error) {
-        return raise(error);
-    }
-    if (!applyOverrides(config, overrides)) return nullptr;
-    try {
-        validateAgentConfig(config, "vigil.start()");
+        config = loadConfig(source);
     } catch (const Error& error) {
         return raise(error);
     }
     if (!config.enabled) Py_RETURN_FALSE;
-    if (!startWith(config)) return nullptr;
+    if (!startWith(config, source)) return nullptr;
     Py_RETURN_TRUE;
+}
+
+// vigil.reload(): the rules again from the same file, environment and
+// overrides; ConfigError leaves the rules in force.
+PyObject* reload(PyObject*, PyObject*) {
+    if (!agent) Py_RETURN_FALSE;
+    try {
+        agent->reload(loadConfig(agent->source()));
+    } catch (const Error& error) {
+        return raise(error);
+    }
+    Py_RETURN_TRUE;
+}
+
+PyObject* looksSecretName(PyObject*, PyObject* name) {
+    const char* text = PyUnicode_AsUTF8(name);
+    if (!text) return nullptr;
+    return PyBool_FromLong(looksSecret(text));
 }
 
 PyObject* stop(PyObject*, PyObject*) {
@@ -114,13 +120,30 @@ PyObject* stop(PyObject*, PyObject*) {
     Py_RETURN_NONE;
 }
 
+// Around fork (os.register_at_fork): the store's writer thread finishes its
+// batch and closes its database first, so that no SQLite lock or half-done
+// transaction is copied into the child.
+PyObject* beforeFork(PyObject*, PyObject*) {
+    if (agent && agent->store()) {
+        Py_BEGIN_ALLOW_THREADS agent->store()->pause();
+        Py_END_ALLOW_THREADS
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject* afterForkInParent(PyObject*, PyObject*) {
+    if (agent && agent->store()) agent->store()->resume();
+    Py_RETURN_NONE;
+}
+
 // In the child after fork (os.register_at_fork): the parent's agent stays
 // the parent's; the child gets its own state file and watchdog.
 PyObject* afterForkInChild(PyObject*, PyObject*) {
     if (!agent || agent->pid() == getpid()) Py_RETURN_NONE;
-    retiredAgents.push_back(agent);  // not stopped: its thread is not ours
+    Agent* parent = agent;
+    retiredAgents.push_back(parent);  // not stopped: its thread is not ours
     agent = nullptr;
-    if (!startWith(*lastConfig)) return nullptr;
+    if (!startWith(parent->config(), parent->source())) return nullptr;
     Py_RETURN_NONE;
 }
 
@@ -137,6 +160,21 @@ PyObject* settings(PyObject*, PyObject*) {
     if (!lastConfig) Py_RETURN_NONE;
     return Py_BuildValue("{s:s,s:s,s:s}", "logger", lastConfig->logger.c_str(), "header",
                          lastConfig->header.c_str(), "log_path", lastConfig->logPath.c_str());
+}
+
+// The agent's counters (the state file's), for tests and for applications
+// that export them.
+PyObject* counters(PyObject*, PyObject*) {
+    if (!agent) Py_RETURN_NONE;
+    const StateCounters& c = agent->state().counters();
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "requests_started",
+                         c.requestsStarted.load(), "requests_finished", c.requestsFinished.load(),
+                         "requests_untracked", c.requestsUntracked.load(), "long_request_reports",
+                         c.longRequestReports.load(), "log_lines_written", c.logLinesWritten.load(),
+                         "log_lines_dropped", c.logLinesDropped.load(), "stack_walks_failed",
+                         c.stackWalksFailed.load(), "records_dropped", c.recordsDropped.load(),
+                         "request_log_lines", c.requestLogLines.load(), "reloads", c.reloads.load(),
+                         "store_dropped", agent->store() ? agent->store()->dropped() : 0ULL);
 }
 
 PyObject* nextTxn(PyObject*, PyObject*) {
@@ -185,11 +223,16 @@ PyMethodDef functions[] = {
     {"start", start, METH_VARARGS,
      "start(config_path, overrides) -> bool: starts the agent (False if running or disabled)."},
     {"stop", stop, METH_NOARGS, "Stops the agent and removes its state file."},
+    {"reload", reload, METH_NOARGS, "Reads the rules again; False when no agent runs."},
+    {"looks_secret", looksSecretName, METH_O, "Whether a name looks like it holds a secret."},
+    {"before_fork", beforeFork, METH_NOARGS, "Quiets the store before fork."},
+    {"after_fork_in_parent", afterForkInParent, METH_NOARGS, "Resumes the store after fork."},
     {"after_fork_in_child", afterForkInChild, METH_NOARGS, "Gives a forked child its own agent."},
     {"running", isRunning, METH_NOARGS, "Whether the agent runs."},
     {"state_path", statePath, METH_NOARGS, "The agent's shared-memory state file, or None."},
     {"settings", settings, METH_NOARGS, "What the Python side needs of the configuration."},
     {"next_txn", nextTxn, METH_NOARGS, "A new transaction id."},
+    {"counters", counters, METH_NOARGS, "The agent's counters, or None when it does not run."},
     {"current_request", currentRequest, METH_NOARGS, "The running request of this context."},
     {"current_transaction", currentTransaction, METH_NOARGS,
      "The transaction id of the running request of this context, or None."},

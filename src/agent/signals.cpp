@@ -72,12 +72,11 @@ uint32_t Wakeup::wait(int timeoutMs) {
     return pending_.exchange(0, std::memory_order_acquire);
 }
 
-SignalHandlers::SignalHandlers(int requestsSignal, int stacksSignal, Wakeup& wakeup) {
+SignalHandlers::SignalHandlers(std::array<int, 3> signals, Wakeup& wakeup) : signals_(signals) {
     target.store(&wakeup, std::memory_order_release);
-    install(requestsSignal, kReportRequests);
-    install(stacksSignal, kReportStacks);
-    signals_[0] = requestsSignal;
-    signals_[1] = stacksSignal;
+    install(signals[0], kReportRequests);
+    install(signals[1], kReportStacks);
+    install(signals[2], kReportReload);
 }
 
 void SignalHandlers::install(int signal, Report report) {

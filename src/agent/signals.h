@@ -4,6 +4,7 @@
 #pragma once
 #include <signal.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 
@@ -13,6 +14,10 @@ enum Report : uint32_t {
     kReportRequests = 1,  // the table of running requests
     kReportStacks = 2,    // every thread's stack
     kReportStop = 4,
+    kReportFinished = 8,  // ended requests are waiting
+    kReportReload = 16,   // read the configuration again (SIGHUP)
+    kReportReopen = 32,   // open the log files again (after a reload)
+    kReportProfile = 64,  // a profiled request began
 };
 
 // Wakes a thread waiting on an eventfd and remembers what for.
@@ -33,18 +38,19 @@ class Wakeup {
     std::atomic<uint32_t> pending_{0};
 };
 
-// Installs handlers for the two signals (0: none) that post to wakeup;
-// restores the previous ones in its destructor if ours are still in place.
+// Installs handlers that post to wakeup for the signals of the requests
+// table, the stacks and a reload, in that order (0: none); restores the
+// previous ones in its destructor if ours are still in place.
 class SignalHandlers {
   public:
-    SignalHandlers(int requestsSignal, int stacksSignal, Wakeup& wakeup);
+    SignalHandlers(std::array<int, 3> signals, Wakeup& wakeup);
     ~SignalHandlers();
     SignalHandlers(const SignalHandlers&) = delete;
     SignalHandlers& operator=(const SignalHandlers&) = delete;
 
   private:
     void install(int signal, Report report);
-    int signals_[2] = {0, 0};
+    std::array<int, 3> signals_;
 };
 
 }  // namespace vigil::agent

@@ -16,11 +16,23 @@ namespace vigil::agent {
 
 using nlohmann::json;
 
-Watchdog::Watchdog(const AgentConfig& config, StateFile& state, LogSink& log, Wakeup& wakeup)
-    : config_(config), state_(state), log_(log), wakeup_(wakeup), watches_(state.slotCount()) {}
+Watchdog::Watchdog(Agent& agent)
+    : agent_(agent),
+      config_(agent.config()),
+      state_(agent.state()),
+      log_(agent.log()),
+      wakeup_(agent.wakeup()),
+      watches_(agent.state().slotCount()) {
+    // Finding the interpreter takes milliseconds: done by vigil.start(), not
+    // at the first sample, whose request would lose its first samples.
+    process();
+}
 
 int Watchdog::tickMs() const {
-    if (!config_.longRequests) return -1;  // signals only
+    if (agent_.profiled().load(std::memory_order_relaxed) > 0)
+        return std::max(1, 1000 / config_.profileRate);
+    // Ended requests wait at most this long for their log line.
+    if (!config_.longRequests) return 250;
     double shortest = std::min(config_.threshold, config_.interval);
     return std::clamp(static_cast<int>(shortest * 100), 10, 250);
 }
@@ -28,11 +40,91 @@ int Watchdog::tickMs() const {
 void Watchdog::run() {
     for (;;) {
         uint32_t reports = wakeup_.wait(tickMs());
-        if (reports & kReportStop) return;
-        if (reports & kReportRequests) reportRequests();
-        if (reports & kReportStacks) reportStacks();
+        if (reports & kReportStop) {
+            finishRequests();  // what ended before the stop still goes out
+            return;
+        }
+        handle(reports);
+        if (agent_.profiled().load(std::memory_order_relaxed) > 0) sampleProfiled();
+        finishRequests();
         if (config_.longRequests) checkLongRequests();
     }
+}
+
+void Watchdog::handle(uint32_t reports) {
+    if (reports & kReportReload) reloadConfig();
+    if (reports & kReportReopen) {
+        log_.reopen();
+        agent_.requestLog().reopen();
+    }
+    if (reports & kReportRequests) reportRequests();
+    if (reports & kReportStacks) reportStacks();
+}
+
+// SIGHUP: the rules again from the file and the environment, and the log
+// files opened again (logrotate moved them). A wrong file keeps the rules
+// in force and says why.
+void Watchdog::reloadConfig() {
+    try {
+        agent_.reload(loadConfig(agent_.source()));
+        emit(LogLevel::kInfo, event("config_reloaded"));
+    } catch (const Error& error) {
+        json line = event("agent_error");
+        line["error"] = fmt::format("the configuration was not reloaded: {}", error.what());
+        emit(LogLevel::kWarning, line);
+    }
+    log_.reopen();
+    agent_.requestLog().reopen();
+}
+
+void Watchdog::sampleProfiled() {
+    PythonProcess* python = process();
+    if (!python) return;
+    if (!profiler_) profiler_ = std::make_unique<RequestProfiler>(python->strings());
+    std::vector<uint64_t> running;
+    for (uint32_t slot = 0; slot < state_.slotsTouched(); ++slot) {
+        auto request = state_.read(slot);
+        if (!request || !(request->flags & RequestSlot::kProfiled)) continue;
+        running.push_back(request->serial);
+        int torn = 0;
+        try {
+            if (python->walkThread(request->threadState, request->interpreter, thread_, torn) &&
+                thread_.consistent && state_.read(slot) &&
+                state_.read(slot)->serial == request->serial)
+                profiler_->sample(request->serial, thread_);
+        } catch (const Error&) {
+            state_.counters().stackWalksFailed.fetch_add(1, std::memory_order_relaxed);
+        }
+    }
+    // Profiles of requests whose end never reached us (queue full).
+    int64_t now = clockNs(CLOCK_MONOTONIC);
+    if (now >= nextProfilerSweepNs_ && profiler_->size() > running.size() + 64) {
+        finishRequests();
+        profiler_->forgetAllBut(running);
+        nextProfilerSweepNs_ = now + 10'000'000'000;
+    }
+}
+
+void Watchdog::finishRequests() {
+    agent_.finished().drain(finished_);
+    for (Finished& finished : finished_) finish(finished);
+}
+
+void Watchdog::finish(Finished& finished) {
+    FinishedRequest& record = finished.record;
+    if (profiler_ && finished.profiled) {
+        RequestProfiler::Result profile = profiler_->take(finished.serial);
+        record.samples = profile.samples;
+        if (finished.held & kProfile) {
+            record.profileKept = true;
+            record.profileFolded = std::move(profile.folded);
+        }
+    }
+    if (finished.held & kLog)
+        agent_.requestLog().write(
+            LogLevel::kInfo,
+            requestLogJson(record).dump(-1, ' ', false, json::error_handler_t::replace));
+    if (finished.held && agent_.store()) agent_.store()->submit(std::move(record));
 }
 
 void Watchdog::checkLongRequests() {

@@ -12,21 +12,20 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/log_sink.h"
-#include "agent/signals.h"
-#include "core/agent_state.h"
-#include "core/config.h"
+#include "agent/agent.h"
+#include "agent/request_profiler.h"
 #include "core/python_process.h"
 
 namespace vigil::agent {
 
 class Watchdog {
   public:
-    Watchdog(const AgentConfig& config, StateFile& state, LogSink& log, Wakeup& wakeup);
+    explicit Watchdog(Agent& agent);
     // Until a kReportStop is posted.
     void run();
     // How long the thread sleeps between looks at the table: a fraction of
-    // the threshold, so a long request is logged at most 10% late.
+    // the threshold, so a long request is logged at most 10% late; the
+    // profile rate's period while a profiled request runs.
     int tickMs() const;
 
   private:
@@ -37,6 +36,11 @@ class Watchdog {
         int reports = 0;
     };
 
+    void handle(uint32_t reports);
+    void reloadConfig();
+    void sampleProfiled();
+    void finishRequests();
+    void finish(Finished& finished);
     void checkLongRequests();
     void reportLongRequest(const RequestRecord& request, Watch& watch, int64_t nowNs);
     void reportRequests();
@@ -51,11 +55,15 @@ class Watchdog {
     nlohmann::json event(const char* name) const;
     void emit(LogLevel level, const nlohmann::json& line);
 
+    Agent& agent_;
     const AgentConfig& config_;
     StateFile& state_;
     LogSink& log_;
     Wakeup& wakeup_;
     std::unique_ptr<PythonProcess> process_;
+    std::unique_ptr<RequestProfiler> profiler_;
+    std::vector<Finished> finished_;  // reused between drains
+    int64_t nextProfilerSweepNs_ = 0;
     bool processFailed_ = false;
     std::vector<Watch> watches_;
     ThreadSnapshot thread_;  // reused between walks

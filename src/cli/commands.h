@@ -24,5 +24,7 @@ Command addRecordCommand(CLI::App& app, const Verbosity& verbosity);
 Command addTopCommand(CLI::App& app, const Verbosity& verbosity);
 Command addRunCommand(CLI::App& app, const Verbosity& verbosity);
 Command addRequestsCommand(CLI::App& app, const Verbosity& verbosity);
+Command addShowCommand(CLI::App& app, const Verbosity& verbosity);
+Command addQueryCommand(CLI::App& app, const Verbosity& verbosity);
 
 }  // namespace vigil::cli

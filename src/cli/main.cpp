@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
     const std::vector<cli::Command> commands = {
         cli::addDumpCommand(app, verbosity),     cli::addRecordCommand(app, verbosity),
         cli::addTopCommand(app, verbosity),      cli::addRunCommand(app, verbosity),
-        cli::addRequestsCommand(app, verbosity),
+        cli::addRequestsCommand(app, verbosity), cli::addShowCommand(app, verbosity),
+        cli::addQueryCommand(app, verbosity),
     };
     try {
         app.parse(argc, argv);

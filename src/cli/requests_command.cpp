@@ -72,7 +72,10 @@ nlohmann::json asJson(const StateFile& state, const std::vector<RequestRecord>& 
           {"long_request_reports", counters.longRequestReports.load()},
           {"log_lines_written", counters.logLinesWritten.load()},
           {"log_lines_dropped", counters.logLinesDropped.load()},
-          {"stack_walks_failed", counters.stackWalksFailed.load()}}},
+          {"stack_walks_failed", counters.stackWalksFailed.load()},
+          {"records_dropped", counters.recordsDropped.load()},
+          {"request_log_lines", counters.requestLogLines.load()},
+          {"reloads", counters.reloads.load()}}},
         {"requests", std::move(running)},
     };
 }

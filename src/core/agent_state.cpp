@@ -316,6 +316,7 @@ void StateFile::begin(uint32_t index, const RequestStart& start, uint64_t serial
     target.startNs = startNs;
     target.startMonotonicNs = startMonotonicNs;
     target.serial = serial;
+    target.flags = start.flags;
     copyField(target.txn, sizeof(target.txn), start.txn);
     copyField(target.name, sizeof(target.name), start.name);
     copyField(target.user, sizeof(target.user), start.user);
@@ -352,6 +353,7 @@ std::optional<RequestRecord> StateFile::read(uint32_t index) const {
         RequestRecord record;
         record.slot = index;
         record.serial = copy.serial;
+        record.flags = copy.flags;
         record.nativeThreadId = copy.nativeThreadId;
         record.threadId = copy.threadId;
         record.threadState = copy.threadState;

@@ -36,6 +36,9 @@ struct StateCounters {
     std::atomic<uint64_t> logLinesWritten{0};
     std::atomic<uint64_t> logLinesDropped{0};  // log unwritable, or its queue full
     std::atomic<uint64_t> stackWalksFailed{0};
+    std::atomic<uint64_t> recordsDropped{0};  // ended requests the rules kept, queue full
+    std::atomic<uint64_t> requestLogLines{0};
+    std::atomic<uint64_t> reloads{0};
 };
 
 struct StateHeader {
@@ -58,7 +61,8 @@ struct RequestSlot {
     static constexpr size_t kTxnSize = 32;
     static constexpr size_t kNameSize = 128;
     static constexpr size_t kUserSize = 64;
-    static constexpr size_t kAttributesSize = 224;
+    static constexpr size_t kAttributesSize = 216;
+    static constexpr uint32_t kProfiled = 1;  // flags: the agent samples its thread
 
     std::atomic<uint32_t> sequence{0};  // odd while the owner writes
     std::atomic<uint32_t> claimed{0};   // 1 from claim to release
@@ -70,6 +74,8 @@ struct RequestSlot {
     int64_t startNs = 0;           // CLOCK_REALTIME
     int64_t startMonotonicNs = 0;  // CLOCK_MONOTONIC
     uint64_t serial = 0;           // which request of the process, from 1
+    uint32_t flags = 0;
+    uint32_t reserved = 0;
     char txn[kTxnSize]{};
     char name[kNameSize]{};
     char user[kUserSize]{};
@@ -81,6 +87,7 @@ static_assert(sizeof(RequestSlot) == 512);
 // A consistent copy of a slot, for reading.
 struct RequestRecord {
     uint32_t slot = 0;
+    uint32_t flags = 0;
     uint64_t serial = 0;
     int32_t nativeThreadId = 0;
     uint64_t threadId = 0;
@@ -105,6 +112,7 @@ struct RequestStart {
     uint64_t threadState = 0;
     uint64_t interpreter = 0;
     uint32_t depth = 0;
+    uint32_t flags = 0;
 };
 
 // The mapped state file, as the agent (writer) or a reader sees it.

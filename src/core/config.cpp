@@ -1,9 +1,11 @@
 #include "core/config.h"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -17,6 +19,7 @@
 #include <toml++/toml.h>
 
 #include "core/errors.h"
+#include "core/rules.h"
 
 namespace vigil {
 namespace {
@@ -24,14 +27,23 @@ namespace {
 constexpr ConfigField text(std::string AgentConfig::*member) {
     return {ConfigType::kString, member};
 }
+constexpr ConfigField path(std::string AgentConfig::*member) {
+    return {ConfigType::kPath, member};
+}
 constexpr ConfigField flag(bool AgentConfig::*member) {
     return {ConfigType::kBool, member};
 }
 constexpr ConfigField seconds(double AgentConfig::*member) {
     return {ConfigType::kSeconds, member};
 }
+constexpr ConfigField duration(double AgentConfig::*member) {
+    return {ConfigType::kDuration, member};
+}
 constexpr ConfigField count(int AgentConfig::*member, int min, int max) {
     return {ConfigType::kCount, member, min, max};
+}
+constexpr ConfigField bytes(int64_t AgentConfig::*member) {
+    return {ConfigType::kBytes, member};
 }
 constexpr ConfigField signalNumber(int AgentConfig::*member) {
     return {ConfigType::kSignal, member};
@@ -50,9 +62,18 @@ constexpr ConfigKey kKeys[] = {
     {"long_requests", "interval", seconds(&AgentConfig::interval), "2.0", "Seconds between further logs of the same request"},
     {"signals", "requests", signalNumber(&AgentConfig::requestsSignal), "SIGUSR1", "Signal that logs the running requests; \"off\": none"},
     {"signals", "stacks", signalNumber(&AgentConfig::stacksSignal), "SIGUSR2", "Signal that logs the stack of every thread; \"off\": none"},
+    {"signals", "reload", signalNumber(&AgentConfig::reloadSignal), "SIGHUP", "Signal that reads the rules again and reopens the log files (logrotate); \"off\": none"},
     {"state", "dir", text(&AgentConfig::stateDir), "/dev/shm", "Directory of the live shared-memory state file that `vigil` reads"},
     {"state", "max_requests", count(&AgentConfig::maxRequests, 1, 65536), "1024", "Slots of the table of running requests"},
     {"requests", "header", text(&AgentConfig::header), "X-Vigil-Transaction", "Response header in which the middlewares return the transaction id"},
+    {"request_log", "path", path(&AgentConfig::requestLogPath), "", "JSON-lines file with one line per request that a `log` rule keeps; empty: none"},
+    {"profile", "rate", count(&AgentConfig::profileRate, 1, 1000), "100", "Samples per second of the thread of a request that a `profile` rule follows"},
+    {"store", "dir", path(&AgentConfig::storeDir), "~/.local/state/vigil", "Directory of the embedded SQLite store of kept requests; empty: no store"},
+    {"store", "max_age", duration(&AgentConfig::storeMaxAge), "7d", "How long the store keeps a request"},
+    {"store", "max_size", bytes(&AgentConfig::storeMaxSize), "1GB", "Largest size of the store; the oldest requests go first"},
+    {"store", "queue", count(&AgentConfig::storeQueue, 1, 1000000), "10000", "Kept requests that may wait for the store's writer thread"},
+    {"exceptions", "keep", flag(&AgentConfig::keepExceptions), "true", "Whether every request that fails is kept with its exception (an implicit rule)"},
+    {"exceptions", "max_repr", count(&AgentConfig::maxRepr, 20, 10000), "200", "Characters kept of the repr of each local variable of an exception"},
 };
 // clang-format on
 
@@ -111,11 +132,18 @@ std::string describe(const Input& input) {
 std::string expectation(const ConfigField& field) {
     switch (field.type) {
         case ConfigType::kString:
+        case ConfigType::kPath:
             return "a string";
         case ConfigType::kBool:
             return "true or false";
         case ConfigType::kSeconds:
             return "a number of seconds > 0";
+        case ConfigType::kDuration:
+            return "a duration > 0: seconds, or a string with a unit such as \"30s\", \"15m\", "
+                   "\"12h\", \"7d\"";
+        case ConfigType::kBytes:
+            return "a size > 0: bytes, or a string with a unit such as \"64KB\", \"500MB\", "
+                   "\"1GB\"";
         case ConfigType::kCount:
             return fmt::format("an integer from {} to {}", field.min, field.max);
         case ConfigType::kSignal:
@@ -160,6 +188,61 @@ std::optional<T> parseNumber(std::string_view text) {
         return std::nullopt;
     }
     return value;
+}
+
+std::string lowerCase(std::string_view text) {
+    std::string out(text);
+    for (char& c : out) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    return out;
+}
+
+// "1.5 GB" -> {"1.5", "gb"}: the unit is the trailing run of letters.
+std::pair<std::string_view, std::string> splitUnit(std::string_view text) {
+    text = trimmed(text);
+    size_t unit = text.size();
+    while (unit > 0 && std::isalpha(static_cast<unsigned char>(text[unit - 1]))) --unit;
+    return {text.substr(0, unit), lowerCase(text.substr(unit))};
+}
+
+template <size_t N>
+std::optional<double> unitFactor(std::string_view unit,
+                                 const std::pair<std::string_view, double> (&units)[N]) {
+    for (const auto& [name, factor] : units) {
+        if (name == unit) return factor;
+    }
+    return std::nullopt;
+}
+
+// Seconds, from "90", "1.5", "500ms", "30s", "15m", "12h" or "7d"; >= 0.
+std::optional<double> parseDuration(std::string_view text) {
+    static constexpr std::pair<std::string_view, double> kUnits[] = {
+        {"", 1}, {"ms", 1e-3}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}};
+    auto [number, unit] = splitUnit(text);
+    std::optional<double> factor = unitFactor(unit, kUnits);
+    std::optional<double> value = parseNumber<double>(number);
+    if (!factor || !value || !std::isfinite(*value) || *value < 0) return std::nullopt;
+    return *value * *factor;
+}
+
+// Bytes, from "1073741824", "64KB", "500 MB", "1.5GiB": K, M, G and T are
+// powers of 1024, with or without B, with or without i; >= 1.
+std::optional<int64_t> parseBytes(std::string_view text) {
+    static constexpr std::pair<std::string_view, double> kUnits[] = {
+        {"", 1},         {"b", 1},       {"k", 0x1p10},   {"kb", 0x1p10},  {"kib", 0x1p10},
+        {"m", 0x1p20},   {"mb", 0x1p20}, {"mib", 0x1p20}, {"g", 0x1p30},   {"gb", 0x1p30},
+        {"gib", 0x1p30}, {"t", 0x1p40},  {"tb", 0x1p40},  {"tib", 0x1p40},
+    };
+    auto [number, unit] = splitUnit(text);
+    std::optional<double> factor = unitFactor(unit, kUnits);
+    // An integer alone stays exact beyond 2^53.
+    if (unit.empty()) {
+        if (auto exact = parseNumber<int64_t>(number); exact && *exact >= 1) return exact;
+    }
+    std::optional<double> value = parseNumber<double>(number);
+    if (!factor || !value) return std::nullopt;
+    double size = std::floor(*value * *factor);
+    if (!(size >= 1 && size < 0x1p63)) return std::nullopt;
+    return static_cast<int64_t>(size);
 }
 
 struct SignalName {
@@ -234,6 +317,31 @@ Problem storeString(const ConfigField& field, const Input& input, AgentConfig& c
     return std::nullopt;
 }
 
+Problem storeDuration(const ConfigField& field, const Input& input, AgentConfig& config) {
+    std::optional<double> value;
+    if (input.kind == Input::kInteger) value = static_cast<double>(input.integer);
+    if (input.kind == Input::kFloat) value = input.number;
+    if (input.kind == Input::kText || input.kind == Input::kString) {
+        value = parseDuration(input.text);
+    }
+    if (!value || !std::isfinite(*value) || *value <= 0) return mismatch(field, input);
+    config.*std::get<double AgentConfig::*>(field.member) = *value;
+    return std::nullopt;
+}
+
+Problem storeBytes(const ConfigField& field, const Input& input, AgentConfig& config) {
+    std::optional<int64_t> value;
+    if (input.kind == Input::kInteger && input.integer >= 1) value = input.integer;
+    // TOML writes 1e9 as a float.
+    if (input.kind == Input::kFloat && input.number >= 1 && input.number < 0x1p63) {
+        value = static_cast<int64_t>(input.number);
+    }
+    if (input.kind == Input::kText || input.kind == Input::kString) value = parseBytes(input.text);
+    if (!value) return mismatch(field, input);
+    config.*std::get<int64_t AgentConfig::*>(field.member) = *value;
+    return std::nullopt;
+}
+
 Problem storeBool(const ConfigField& field, const Input& input, AgentConfig& config) {
     std::optional<bool> value;
     if (input.kind == Input::kBool) value = input.boolean;
@@ -281,13 +389,18 @@ Problem storeSignal(const ConfigField& field, const Input& input, AgentConfig& c
 Problem store(const ConfigField& field, const Input& input, AgentConfig& config) {
     switch (field.type) {
         case ConfigType::kString:
+        case ConfigType::kPath:
             return storeString(field, input, config);
         case ConfigType::kBool:
             return storeBool(field, input, config);
         case ConfigType::kSeconds:
             return storeSeconds(field, input, config);
+        case ConfigType::kDuration:
+            return storeDuration(field, input, config);
         case ConfigType::kCount:
             return storeCount(field, input, config);
+        case ConfigType::kBytes:
+            return storeBytes(field, input, config);
         case ConfigType::kSignal:
             return storeSignal(field, input, config);
     }
@@ -328,10 +441,17 @@ Input storedInput(const AgentConfig& config, const ConfigField& field) {
 
 // The checks between keys. where names the origins of the values.
 void checkCombinations(const AgentConfig& config, std::string_view where) {
-    if (config.requestsSignal != 0 && config.requestsSignal == config.stacksSignal) {
-        throw ConfigError(fmt::format(
-            "{}: [signals] requests and stacks: expected two different signals, got {} for both",
-            where, signalName(config.requestsSignal)));
+    const std::pair<std::string_view, int> signals[] = {{"requests", config.requestsSignal},
+                                                        {"stacks", config.stacksSignal},
+                                                        {"reload", config.reloadSignal}};
+    for (size_t first = 0; first < std::size(signals); ++first) {
+        for (size_t second = first + 1; second < std::size(signals); ++second) {
+            if (signals[first].second == 0 || signals[first].second != signals[second].second)
+                continue;
+            throw ConfigError(fmt::format(
+                "{}: [signals] {} and {}: expected different signals, got {} for both", where,
+                signals[first].first, signals[second].first, signalName(signals[first].second)));
+        }
     }
 }
 
@@ -393,6 +513,7 @@ std::optional<std::string> closest(std::string_view word,
 
 // For a key outside any known section: the section that has it, if any.
 std::string sectionHint(std::string_view section, std::string_view key) {
+    if (!section.empty() && closest(section, {"rules"})) return " (did you mean [[rules]]?)";
     if (auto guess = closest(section, sectionNames())) {
         return fmt::format(" (did you mean [{}]?)", *guess);
     }
@@ -458,6 +579,218 @@ Input inputOf(const toml::node& node) {
     return input;
 }
 
+// [[rules]]: one row per key of a rule, as kKeys is for the sections. read
+// takes the TOML value (its type); check looks at the stored value, so that
+// validateAgentConfig applies the same checks to rules built in code.
+struct RuleKey {
+    std::string_view key;
+    Problem (*read)(const toml::node& node, RuleConfig& rule);
+    Problem (*check)(const RuleConfig& rule);
+};
+
+constexpr std::string_view kActionsExpected =
+    R"(a non-empty list of "log", "profile", "exception")";
+
+Problem noCheck(const RuleConfig&) {
+    return std::nullopt;
+}
+
+Problem expected(std::string_view what, const toml::node& node) {
+    return fmt::format("expected {}, got {}", what, describe(inputOf(node)));
+}
+
+// A string, or a non-empty array of strings.
+Problem readStrings(const toml::node& node, std::vector<std::string>& out, std::string_view what) {
+    out.clear();
+    if (const auto* one = node.as_string()) {
+        out.push_back(one->get());
+        return std::nullopt;
+    }
+    const toml::array* array = node.as_array();
+    if (!array || array->empty()) return expected(what, node);
+    for (const toml::node& element : *array) {
+        if (!element.is_string()) return expected(what, element);
+        out.push_back(element.as_string()->get());
+    }
+    return std::nullopt;
+}
+
+Problem globProblem(const std::string& pattern) {
+    std::string problem;
+    if (Glob::compile(pattern, problem)) return std::nullopt;
+    return fmt::format("expected a glob (*, ?, [...]), got {} ({})", quoted(pattern), problem);
+}
+
+Problem readName(const toml::node& node, RuleConfig& rule) {
+    if (!node.is_string()) return expected("a string", node);
+    rule.name = node.as_string()->get();
+    return std::nullopt;
+}
+
+Problem readUsers(const toml::node& node, RuleConfig& rule) {
+    return readStrings(node, rule.users, "a user name or a non-empty list of user names");
+}
+
+Problem readRequests(const toml::node& node, RuleConfig& rule) {
+    return readStrings(node, rule.requests, "a glob or a non-empty list of globs");
+}
+
+Problem checkRequests(const RuleConfig& rule) {
+    for (const std::string& pattern : rule.requests) {
+        if (Problem problem = globProblem(pattern)) return problem;
+    }
+    return std::nullopt;
+}
+
+Problem readAttributes(const toml::node& node, RuleConfig& rule) {
+    const toml::table* table = node.as_table();
+    constexpr std::string_view kWhat = R"(a table of attribute names and globs ({ db = "shop*" }))";
+    if (!table) return expected(kWhat, node);
+    rule.attributes.clear();
+    for (const auto& [key, value] : *table) {
+        if (!value.is_string()) {
+            return fmt::format("{}: expected a glob, got {}", key.str(), describe(inputOf(value)));
+        }
+        rule.attributes.emplace_back(key.str(), value.as_string()->get());
+    }
+    return std::nullopt;
+}
+
+Problem checkAttributes(const RuleConfig& rule) {
+    for (const auto& [key, pattern] : rule.attributes) {
+        if (Problem problem = globProblem(pattern)) return fmt::format("{}: {}", key, *problem);
+    }
+    return std::nullopt;
+}
+
+constexpr std::string_view kRatioExpected = "a number > 0 and <= 1";
+
+Problem readRatio(const toml::node& node, RuleConfig& rule) {
+    if (!node.is_number()) return expected(kRatioExpected, node);
+    rule.ratio = node.value<double>().value_or(0);
+    return std::nullopt;
+}
+
+Problem checkRatio(const RuleConfig& rule) {
+    if (rule.ratio > 0 && rule.ratio <= 1) return std::nullopt;
+    return fmt::format("expected {}, got {}", kRatioExpected, rule.ratio);
+}
+
+constexpr std::string_view kMinDurationExpected =
+    R"(a duration >= 0: seconds, or a string with a unit such as "500ms", "2s", "1m")";
+
+Problem readMinDuration(const toml::node& node, RuleConfig& rule) {
+    Input input = inputOf(node);
+    std::optional<double> value;
+    if (input.kind == Input::kInteger) value = static_cast<double>(input.integer);
+    if (input.kind == Input::kFloat) value = input.number;
+    if (input.kind == Input::kString) value = parseDuration(input.text);
+    if (!value) return expected(kMinDurationExpected, node);
+    rule.minDuration = *value;
+    return std::nullopt;
+}
+
+Problem checkMinDuration(const RuleConfig& rule) {
+    if (std::isfinite(rule.minDuration) && rule.minDuration >= 0) return std::nullopt;
+    return fmt::format("expected {}, got {}", kMinDurationExpected, rule.minDuration);
+}
+
+constexpr std::pair<std::string_view, Action> kActionNames[] = {
+    {"log", kLog}, {"profile", kProfile}, {"exception", kException}};
+
+Problem unknownAction(const std::string& name) {
+    std::vector<std::string> names;
+    for (auto [known, action] : kActionNames) names.emplace_back(known);
+    auto guess = closest(name, names);
+    return fmt::format("expected {}, got {}{}", kActionsExpected, quoted(name),
+                       guess ? fmt::format(" (did you mean {}?)", quoted(*guess)) : "");
+}
+
+Problem readActions(const toml::node& node, RuleConfig& rule) {
+    std::vector<std::string> names;
+    if (Problem problem = readStrings(node, names, kActionsExpected)) return problem;
+    rule.actions = 0;
+    for (const std::string& name : names) {
+        auto known = std::find_if(std::begin(kActionNames), std::end(kActionNames),
+                                  [&](const auto& action) { return action.first == name; });
+        if (known == std::end(kActionNames)) return unknownAction(name);
+        rule.actions |= known->second;
+    }
+    return std::nullopt;
+}
+
+Problem checkActions(const RuleConfig& rule) {
+    if (rule.actions != 0 && (rule.actions & ~(kLog | kProfile | kException)) == 0) {
+        return std::nullopt;
+    }
+    return fmt::format("expected {}, got {}", kActionsExpected,
+                       rule.actions == 0 ? "none" : fmt::format("the bits {:#x}", rule.actions));
+}
+
+constexpr RuleKey kRuleKeys[] = {
+    {"name", readName, noCheck},
+    {"users", readUsers, noCheck},
+    {"requests", readRequests, checkRequests},
+    {"attributes", readAttributes, checkAttributes},
+    {"ratio", readRatio, checkRatio},
+    {"min_duration", readMinDuration, checkMinDuration},
+    {"actions", readActions, checkActions},
+};
+
+const RuleKey* findRuleKey(std::string_view key) {
+    for (const RuleKey& row : kRuleKeys) {
+        if (row.key == key) return &row;
+    }
+    return nullptr;
+}
+
+std::string ruleKeyHint(std::string_view key) {
+    std::vector<std::string> keys;
+    for (const RuleKey& row : kRuleKeys) keys.emplace_back(row.key);
+    if (auto guess = closest(key, keys)) return fmt::format(" (did you mean {}?)", *guess);
+    return fmt::format(" (the keys of a rule are {})", fmt::join(keys, ", "));
+}
+
+void checkRules(const AgentConfig& config, std::string_view where) {
+    for (size_t i = 0; i < config.rules.size(); ++i) {
+        for (const RuleKey& row : kRuleKeys) {
+            if (Problem problem = row.check(config.rules[i])) {
+                throw ConfigError(fmt::format("{}: {}: {}: {}", where,
+                                              ruleLabel(i, config.rules[i]), row.key, *problem));
+            }
+        }
+    }
+}
+
+// The home directory: $HOME, else the user's entry in the password database
+// (a daemon may run without HOME).
+std::optional<std::string> homeDirectory(const std::function<const char*(const char*)>& getenv) {
+    const char* home = getenv("HOME");
+    if (home && *home) return std::string(home);
+    passwd entry{};
+    passwd* found = nullptr;
+    char buffer[4096];
+    if (getpwuid_r(::getuid(), &entry, buffer, sizeof buffer, &found) == 0 && found &&
+        found->pw_dir && *found->pw_dir) {
+        return std::string(found->pw_dir);
+    }
+    return std::nullopt;
+}
+
+// "~" and "~/..." become the home directory; other paths stay as they are.
+void expandHome(const ConfigKey& key, AgentConfig& config, std::string_view where,
+                const std::function<const char*(const char*)>& getenv) {
+    std::string& value = config.*std::get<std::string AgentConfig::*>(key.field.member);
+    if (value != "~" && !value.starts_with("~/")) return;
+    std::optional<std::string> home = homeDirectory(getenv);
+    if (!home) {
+        throw ConfigError(fmt::format("{}: [{}] {}: cannot expand ~ in {}: HOME is not set", where,
+                                      key.section, key.key, quoted(value)));
+    }
+    if (home->size() > 1 && home->ends_with('/')) home->pop_back();
+    value.replace(0, 1, *home);
+}
+
 // Reads a parsed file into config. toml++ keeps keys sorted, not in file
 // order: the problem reported is the one on the first line, as a reader of
 // the file would expect.
@@ -469,7 +802,11 @@ class FileReader {
     void read(const toml::table& root) {
         for (const auto& [name, node] : root) {
             const toml::table* section = node.as_table();
-            if (!knownSection(name.str())) {
+            if (name.str() == "rules") {
+                readRules(name, node);
+            } else if (node.is_array_of_tables()) {
+                unknownArray(name);
+            } else if (!knownSection(name.str())) {
                 unknownSection(name, section);
             } else if (!section) {
                 fail(name, fmt::format("expected a section [{}], got {}", name.str(),
@@ -492,10 +829,54 @@ class FileReader {
         return fmt::format("{}:{}", path_, source.begin.line);
     }
 
-    void fail(const toml::key& key, const std::string& problem) {
-        uint32_t line = key.source().begin.line;
+    void fail(const toml::key& key, const std::string& problem) { fail(key.source(), problem); }
+
+    void fail(const toml::source_region& source, const std::string& problem) {
+        uint32_t line = source.begin.line;
         if (failure_ && failure_->line <= line) return;
-        failure_ = Failure{line, fmt::format("{}: {}", where(key.source()), problem)};
+        failure_ = Failure{line, fmt::format("{}: {}", where(source), problem)};
+    }
+
+    void unknownArray(const toml::key& name) {
+        bool rules = closest(name.str(), {"rules"}).has_value();
+        fail(name,
+             fmt::format("unknown key [[{}]]{}", name.str(),
+                         rules ? " (did you mean [[rules]]?)" : " (the only array is [[rules]])"));
+    }
+
+    void readRules(const toml::key& name, const toml::node& node) {
+        const toml::array* array = node.as_array();
+        if (!array || !(array->empty() || array->is_array_of_tables())) {
+            fail(name, fmt::format("[[rules]]: expected an array of tables, got {}",
+                                   node.is_table() ? "a table [rules]" : describe(inputOf(node))));
+            return;
+        }
+        for (size_t i = 0; i < array->size(); ++i) readRule(i, *array->get(i)->as_table());
+    }
+
+    void readRule(size_t index, const toml::table& table) {
+        RuleConfig rule;
+        // Keys come sorted: the name is needed first, for the messages.
+        if (const toml::node* name = table.get("name"); name && name->is_string()) {
+            rule.name = name->as_string()->get();
+        }
+        std::string label = ruleLabel(index, rule);
+        for (const auto& [key, node] : table) {
+            const RuleKey* row = findRuleKey(key.str());
+            if (!row) {
+                fail(key,
+                     fmt::format("{}: unknown key {}{}", label, key.str(), ruleKeyHint(key.str())));
+                continue;
+            }
+            Problem problem = row->read(node, rule);
+            if (!problem) problem = row->check(rule);
+            if (problem) fail(key, fmt::format("{}: {}: {}", label, key.str(), *problem));
+        }
+        if (!table.contains("actions")) {
+            fail(table.source(),
+                 fmt::format("{}: missing key actions: expected {}", label, kActionsExpected));
+        }
+        config_.rules.push_back(std::move(rule));
     }
 
     void unknownSection(const toml::key& name, const toml::table* section) {
@@ -559,10 +940,16 @@ std::string typeName(const ConfigField& field) {
     switch (field.type) {
         case ConfigType::kString:
             return "string";
+        case ConfigType::kPath:
+            return "path";
         case ConfigType::kBool:
             return "boolean";
         case ConfigType::kSeconds:
             return "seconds";
+        case ConfigType::kDuration:
+            return "duration";
+        case ConfigType::kBytes:
+            return "size";
         case ConfigType::kCount:
             return fmt::format("integer, {} to {}", field.min, field.max);
         case ConfigType::kSignal:
@@ -605,6 +992,10 @@ AgentConfig loadAgentConfig(const std::string& path,
         storeOrThrow(kKeys[i], textInput(value), name, config);
         origins[i] = name;
     }
+    for (size_t i = 0; i < std::size(kKeys); ++i) {
+        if (kKeys[i].field.type == ConfigType::kPath)
+            expandHome(kKeys[i], config, origins[i], getenv);
+    }
     checkCombinations(config, vigil::origins(origins[keyIndex("signals", "requests")],
                                              origins[keyIndex("signals", "stacks")]));
     return config;
@@ -617,7 +1008,11 @@ void applyOverride(AgentConfig& config, std::string_view name, std::string_view 
     std::vector<std::string> spellings;
     for (const ConfigKey& key : kKeys) {
         std::string spelling = fmt::format("{}{}{}", key.section, separator, key.key);
-        if (spelling == name) return storeOrThrow(key, textInput(value), origin, config);
+        if (spelling == name) {
+            storeOrThrow(key, textInput(value), origin, config);
+            if (key.field.type == ConfigType::kPath) expandHome(key, config, origin, ::getenv);
+            return;
+        }
         spellings.push_back(spelling);
     }
     auto guess = closest(name, spellings);
@@ -631,6 +1026,13 @@ void validateAgentConfig(const AgentConfig& config, std::string_view origin) {
         storeOrThrow(key, storedInput(config, key.field), origin, scratch);
     }
     checkCombinations(config, origin);
+    checkRules(config, origin);
+}
+
+std::string ruleLabel(size_t index, const RuleConfig& rule) {
+    std::string label = fmt::format("[[rules]] #{}", index + 1);
+    if (!rule.name.empty()) label += " " + quoted(rule.name);
+    return label;
 }
 
 std::string configReferenceMarkdown() {
@@ -638,7 +1040,9 @@ std::string configReferenceMarkdown() {
         "| section | key | environment variable | type | default | meaning |\n"
         "|---|---|---|---|---|---|\n";
     for (const ConfigKey& key : kKeys) {
-        bool text = key.field.type == ConfigType::kString || key.field.type == ConfigType::kSignal;
+        // Those written as strings in the file are quoted.
+        bool text = key.field.type != ConfigType::kBool && key.field.type != ConfigType::kSeconds &&
+                    key.field.type != ConfigType::kCount;
         out += fmt::format("| `[{}]` | `{}` | `{}` | {} | `{}` | {} |\n", key.section, key.key,
                            configEnvName(key), typeName(key.field),
                            text ? quoted(key.defaultText) : std::string(key.defaultText),

@@ -22,6 +22,7 @@ enum class ExitCode : int {
     kOutput = 10,             // cannot write the requested output
     kConfig = 11,             // bad configuration (agent TOML file, VIGIL_* variables)
     kNoAgent = 12,            // the process runs no vigil agent
+    kNoSuchTransaction = 13,  // the store holds no such transaction (or not its profile)
 };
 
 class Error : public std::runtime_error {
@@ -50,6 +51,7 @@ VIGIL_ERROR_TYPE(BadFileError, ExitCode::kBadFile);
 VIGIL_ERROR_TYPE(OutputError, ExitCode::kOutput);
 VIGIL_ERROR_TYPE(ConfigError, ExitCode::kConfig);
 VIGIL_ERROR_TYPE(NoAgentError, ExitCode::kNoAgent);
+VIGIL_ERROR_TYPE(NoSuchTransactionError, ExitCode::kNoSuchTransaction);
 
 #undef VIGIL_ERROR_TYPE
 

@@ -74,9 +74,14 @@ std::string thrownBy(Function function) {
 }
 
 TEST_F(ConfigTest, NoFileNoEnvironmentGivesTheDefaults) {
+    env_["HOME"] = "/home/ada";
     AgentConfig config = load("");
-    // Also: the defaults of the table are those of the struct.
-    EXPECT_EQ(config, AgentConfig{});
+    // Also: the defaults of the table are those of the struct, but for the
+    // "~" that loading expands.
+    AgentConfig expected;
+    EXPECT_EQ(expected.storeDir, "~/.local/state/vigil");
+    expected.storeDir = "/home/ada/.local/state/vigil";
+    EXPECT_EQ(config, expected);
     EXPECT_EQ(config.service, "");
     EXPECT_TRUE(config.enabled);
     EXPECT_EQ(config.logPath, "");
@@ -88,6 +93,14 @@ TEST_F(ConfigTest, NoFileNoEnvironmentGivesTheDefaults) {
     EXPECT_EQ(config.stateDir, "/dev/shm");
     EXPECT_EQ(config.maxRequests, 1024);
     EXPECT_EQ(config.header, "X-Vigil-Transaction");
+    EXPECT_EQ(config.requestLogPath, "");
+    EXPECT_EQ(config.profileRate, 100);
+    EXPECT_EQ(config.storeMaxAge, 7 * 86400.0);
+    EXPECT_EQ(config.storeMaxSize, int64_t{1} << 30);
+    EXPECT_EQ(config.storeQueue, 10000);
+    EXPECT_TRUE(config.keepExceptions);
+    EXPECT_EQ(config.maxRepr, 200);
+    EXPECT_TRUE(config.rules.empty());
 }
 
 TEST_F(ConfigTest, ReadsEveryKeyOfTheFile) {
@@ -115,6 +128,22 @@ max_requests = 65536
 
 [requests]
 header = "X-Request-Name"
+
+[request_log]
+path = "/var/log/shop/requests.log"
+
+[profile]
+rate = 1000
+
+[store]
+dir = ""
+max_age = "12h"
+max_size = "500MB"
+queue = 1000000
+
+[exceptions]
+keep = false
+max_repr = 20
 )");
     AgentConfig config = load(path_);
     EXPECT_EQ(config.service, "shop");
@@ -129,12 +158,98 @@ header = "X-Request-Name"
     EXPECT_EQ(config.stateDir, "/run/shop");
     EXPECT_EQ(config.maxRequests, 65536);
     EXPECT_EQ(config.header, "X-Request-Name");
+    EXPECT_EQ(config.requestLogPath, "/var/log/shop/requests.log");
+    EXPECT_EQ(config.profileRate, 1000);
+    EXPECT_EQ(config.storeDir, "");
+    EXPECT_EQ(config.storeMaxAge, 12 * 3600.0);
+    EXPECT_EQ(config.storeMaxSize, int64_t{500} << 20);
+    EXPECT_EQ(config.storeQueue, 1000000);
+    EXPECT_FALSE(config.keepExceptions);
+    EXPECT_EQ(config.maxRepr, 20);
+}
+
+TEST_F(ConfigTest, DurationsTakeUnits) {
+    for (auto [text, seconds] : std::map<std::string, double>{{"30s", 30},
+                                                              {"15m", 900},
+                                                              {"12h", 43200},
+                                                              {"7d", 604800},
+                                                              {" 2 D ", 172800},
+                                                              {"1.5h", 5400},
+                                                              {"500ms", 0.5},
+                                                              {"90", 90},
+                                                              {"0.25", 0.25}}) {
+        env_["VIGIL_STORE_MAX_AGE"] = text;
+        EXPECT_EQ(load("").storeMaxAge, seconds) << text;
+    }
+    env_.clear();
+    write("[store]\nmax_age = 3600\n");
+    EXPECT_EQ(load(path_).storeMaxAge, 3600.0);
+    write("[store]\nmax_age = \"1d\"\n");
+    EXPECT_EQ(load(path_).storeMaxAge, 86400.0);
+    for (std::string bad : {"soon", "7 days", "0", "0s", "-1d", "1y", "d", "inf", "nan"}) {
+        env_["VIGIL_STORE_MAX_AGE"] = bad;
+        EXPECT_EQ(errorOf(""),
+                  "VIGIL_STORE_MAX_AGE: [store] max_age: expected a duration > 0: "
+                  "seconds, or a string with a unit such as \"30s\", \"15m\", "
+                  "\"12h\", \"7d\", got \"" +
+                      bad + "\"");
+    }
+}
+
+TEST_F(ConfigTest, SizesTakeUnits) {
+    for (auto [text, bytes] :
+         std::map<std::string, int64_t>{{"64KB", 64 << 10},
+                                        {"64kib", 64 << 10},
+                                        {"500MB", int64_t{500} << 20},
+                                        {"500 M", int64_t{500} << 20},
+                                        {"1GB", int64_t{1} << 30},
+                                        {"1.5GiB", int64_t{3} << 29},
+                                        {"2TB", int64_t{2} << 40},
+                                        {"4096", 4096},
+                                        {"100B", 100},
+                                        {"9007199254740993", 9007199254740993}}) {
+        env_["VIGIL_STORE_MAX_SIZE"] = text;
+        EXPECT_EQ(load("").storeMaxSize, bytes) << text;
+    }
+    env_.clear();
+    write("[store]\nmax_size = 1000000\n");
+    EXPECT_EQ(load(path_).storeMaxSize, 1000000);
+    write("[store]\nmax_size = 1e9\n");
+    EXPECT_EQ(load(path_).storeMaxSize, 1000000000);
+    EXPECT_EQ(fileErrorOf("[store]\nmax_size = \"1PB\"\n"),
+              path_ +
+                  ":2: [store] max_size: expected a size > 0: bytes, or a string with a unit such "
+                  "as \"64KB\", \"500MB\", \"1GB\", got \"1PB\"");
+    for (std::string bad : {"0", "-1", "lots", "0.5", "MB", "99999999TB"}) {
+        env_["VIGIL_STORE_MAX_SIZE"] = bad;
+        EXPECT_NE(errorOf("").find("[store] max_size: expected a size > 0"), std::string::npos)
+            << bad;
+    }
+}
+
+TEST_F(ConfigTest, HomeIsExpandedInPaths) {
+    env_["HOME"] = "/home/ada/";
+    write("[store]\ndir = \"~/vigil\"\n[request_log]\npath = \"~\"\n");
+    AgentConfig config = load(path_);
+    EXPECT_EQ(config.storeDir, "/home/ada/vigil");
+    EXPECT_EQ(config.requestLogPath, "/home/ada");
+    // Only a leading "~" or "~/": other paths are as written.
+    for (std::string same : {"", "/var/lib/vigil", "~ada/vigil", "relative/~/x"}) {
+        env_["VIGIL_STORE_DIR"] = same;
+        EXPECT_EQ(load(path_).storeDir, same);
+    }
+    env_["VIGIL_STORE_DIR"] = "~/from-env";
+    EXPECT_EQ(load(path_).storeDir, "/home/ada/from-env");
+    // The directory is never the one of the string "~/...", wherever HOME is.
+    applyOverride(config, "store_dir", "~/override", "vigil.start()");
+    EXPECT_FALSE(config.storeDir.starts_with("~")) << config.storeDir;
+    EXPECT_TRUE(config.storeDir.ends_with("/override")) << config.storeDir;
 }
 
 TEST_F(ConfigTest, AcceptsEverySpellingOfASignal) {
     for (auto [text, number] : std::map<std::string, int>{{"SIGTERM", SIGTERM},
                                                           {"term", SIGTERM},
-                                                          {"SigHup", SIGHUP},
+                                                          {"SigAlrm", SIGALRM},
                                                           {"off", 0},
                                                           {"", 0},
                                                           {"0", 0},
@@ -220,7 +335,7 @@ TEST_F(ConfigTest, BadSignalsSayWhy) {
               std::string::npos);
     EXPECT_EQ(fileErrorOf("[signals]\nrequests = \"USR2\"\n"),
               path_ +
-                  ":2 and the built-in default: [signals] requests and stacks: expected two "
+                  ":2 and the built-in default: [signals] requests and stacks: expected "
                   "different signals, got SIGUSR2 for both");
 }
 
@@ -301,11 +416,184 @@ TEST_F(ConfigTest, ValidationChecksTheStoredValues) {
     config = AgentConfig{};
     config.stacksSignal = config.requestsSignal;
     EXPECT_EQ(thrownBy([&] { validateAgentConfig(config, "vigil.start()"); }),
-              "vigil.start(): [signals] requests and stacks: expected two different signals, got "
+              "vigil.start(): [signals] requests and stacks: expected different signals, got "
               "SIGUSR1 for both");
+    config.stacksSignal = SIGUSR2;
+    config.reloadSignal = SIGUSR2;
+    EXPECT_EQ(thrownBy([&] { validateAgentConfig(config, "vigil.start()"); }),
+              "vigil.start(): [signals] stacks and reload: expected different signals, got "
+              "SIGUSR2 for both");
     config.stacksSignal = 0;
     config.requestsSignal = 0;
-    validateAgentConfig(config, "vigil.start()");  // both off is fine
+    config.reloadSignal = 0;
+    validateAgentConfig(config, "vigil.start()");  // all off is fine
+}
+
+TEST_F(ConfigTest, ReadsRules) {
+    write(R"(
+[agent]
+service = "shop"
+
+[[rules]]
+name = "slow admin"
+users = ["admin", "root"]
+requests = ["sale.order.*", "GET /api/[a-z]*"]
+attributes = { db = "shop_*", region = "eu-?" }
+ratio = 0.01
+min_duration = "500ms"
+actions = ["log", "profile"]
+
+[[rules]]
+users = "batch"
+requests = "report.*"
+min_duration = 2
+actions = "exception"
+)");
+    AgentConfig config = load(path_);
+    ASSERT_EQ(config.rules.size(), 2u);
+    RuleConfig first;
+    first.name = "slow admin";
+    first.users = {"admin", "root"};
+    first.requests = {"sale.order.*", "GET /api/[a-z]*"};
+    first.attributes = {{"db", "shop_*"}, {"region", "eu-?"}};
+    first.ratio = 0.01;
+    first.minDuration = 0.5;
+    first.actions = kLog | kProfile;
+    EXPECT_EQ(config.rules[0], first);
+    RuleConfig second;
+    second.users = {"batch"};
+    second.requests = {"report.*"};
+    second.minDuration = 2;
+    second.actions = kException;
+    EXPECT_EQ(config.rules[1], second);
+    EXPECT_EQ(config.service, "shop");
+    // An empty array is no rule at all.
+    write("rules = []\n");
+    EXPECT_TRUE(load(path_).rules.empty());
+}
+
+TEST_F(ConfigTest, BadRulesNameFileLineRuleKeyAndExpectation) {
+    std::string rule = "[[rules]]\nactions = [\"log\"]\n";
+    std::string named = "[[rules]]\nname = \"nightly\"\nactions = [\"log\"]\n";
+    EXPECT_EQ(fileErrorOf(rule + named + "ratios = 0.5\n"),
+              path_ + ":6: [[rules]] #2 \"nightly\": unknown key ratios (did you mean ratio?)");
+    EXPECT_EQ(fileErrorOf(rule + "colour = 1\n"),
+              path_ +
+                  ":3: [[rules]] #1: unknown key colour (the keys of a rule are name, users, "
+                  "requests, attributes, ratio, min_duration, actions)");
+    EXPECT_EQ(fileErrorOf(rule + "users = 3\n"),
+              path_ +
+                  ":3: [[rules]] #1: users: expected a user name or a non-empty list of user "
+                  "names, got 3");
+    EXPECT_EQ(fileErrorOf(rule + "users = []\n"),
+              path_ +
+                  ":3: [[rules]] #1: users: expected a user name or a non-empty list of user "
+                  "names, got an array");
+    EXPECT_EQ(fileErrorOf(rule + "requests = [\"ok.*\", \"sale.[ab\"]\n"),
+              path_ +
+                  ":3: [[rules]] #1: requests: expected a glob (*, ?, [...]), got \"sale.[ab\" "
+                  "(unclosed [ at character 6)");
+    EXPECT_EQ(fileErrorOf(rule + "requests = \"a\\\\\"\n"),
+              path_ +
+                  ":3: [[rules]] #1: requests: expected a glob (*, ?, [...]), got \"a\\\\\" (a "
+                  "lone \\ at the end)");
+    EXPECT_EQ(fileErrorOf(rule + "attributes = { db = \"[z-a]\" }\n"),
+              path_ +
+                  ":3: [[rules]] #1: attributes: db: expected a glob (*, ?, [...]), got "
+                  "\"[z-a]\" (the range z-a is empty)");
+    EXPECT_EQ(fileErrorOf(rule + "attributes = { db = 5 }\n"),
+              path_ + ":3: [[rules]] #1: attributes: db: expected a glob, got 5");
+    EXPECT_EQ(fileErrorOf(rule + "attributes = \"db\"\n"),
+              path_ +
+                  ":3: [[rules]] #1: attributes: expected a table of attribute names and globs "
+                  "({ db = \"shop*\" }), got \"db\"");
+    for (std::string ratio : {"0", "1.5", "-0.1", "nan"}) {
+        EXPECT_EQ(fileErrorOf(rule + "ratio = " + ratio + "\n"),
+                  path_ + ":3: [[rules]] #1: ratio: expected a number > 0 and <= 1, got " + ratio);
+    }
+    EXPECT_EQ(fileErrorOf(rule + "ratio = \"1%\"\n"),
+              path_ + ":3: [[rules]] #1: ratio: expected a number > 0 and <= 1, got \"1%\"");
+    EXPECT_EQ(fileErrorOf(rule + "min_duration = \"soon\"\n"),
+              path_ +
+                  ":3: [[rules]] #1: min_duration: expected a duration >= 0: seconds, or a "
+                  "string with a unit such as \"500ms\", \"2s\", \"1m\", got \"soon\"");
+    EXPECT_EQ(fileErrorOf(rule + "min_duration = -1\n"),
+              path_ +
+                  ":3: [[rules]] #1: min_duration: expected a duration >= 0: seconds, or a "
+                  "string with a unit such as \"500ms\", \"2s\", \"1m\", got -1");
+    EXPECT_EQ(fileErrorOf(rule + "name = 7\n"),
+              path_ + ":3: [[rules]] #1: name: expected a string, got 7");
+}
+
+TEST_F(ConfigTest, BadRuleActionsAreNamed) {
+    EXPECT_EQ(fileErrorOf("[agent]\nservice = \"x\"\n\n[[rules]]\nname = \"all\"\nusers = \"x\"\n"),
+              path_ +
+                  ":4: [[rules]] #1 \"all\": missing key actions: expected a non-empty list of "
+                  "\"log\", \"profile\", \"exception\"");
+    EXPECT_EQ(fileErrorOf("[[rules]]\nactions = []\n"),
+              path_ +
+                  ":2: [[rules]] #1: actions: expected a non-empty list of \"log\", \"profile\", "
+                  "\"exception\", got an array");
+    EXPECT_EQ(fileErrorOf("[[rules]]\nactions = [\"log\", \"exceptions\"]\n"),
+              path_ +
+                  ":2: [[rules]] #1: actions: expected a non-empty list of \"log\", \"profile\", "
+                  "\"exception\", got \"exceptions\" (did you mean \"exception\"?)");
+    EXPECT_EQ(fileErrorOf("[[rules]]\nactions = [\"trace\"]\n"),
+              path_ +
+                  ":2: [[rules]] #1: actions: expected a non-empty list of \"log\", \"profile\", "
+                  "\"exception\", got \"trace\"");
+}
+
+TEST_F(ConfigTest, RulesAreAnArrayOfTables) {
+    EXPECT_EQ(fileErrorOf("[[rule]]\nactions = [\"log\"]\n"),
+              path_ + ":1: unknown key [[rule]] (did you mean [[rules]]?)");
+    EXPECT_EQ(fileErrorOf("[[state]]\nactions = [\"log\"]\n"),
+              path_ + ":1: unknown key [[state]] (the only array is [[rules]])");
+    EXPECT_EQ(fileErrorOf("[rules]\nactions = [\"log\"]\n"),
+              path_ + ":1: [[rules]]: expected an array of tables, got a table [rules]");
+    EXPECT_EQ(fileErrorOf("rules = 3\n"),
+              path_ + ":1: [[rules]]: expected an array of tables, got 3");
+    EXPECT_EQ(fileErrorOf("[rule]\nactions = [\"log\"]\n"),
+              path_ + ":2: unknown key [rule] actions (did you mean [[rules]]?)");
+}
+
+TEST_F(ConfigTest, TheFirstProblemAmongRulesIsReported) {
+    EXPECT_EQ(fileErrorOf("[[rules]]\nratio = 2\nactions = [\"log\"]\n[[rules]]\nratio = 3\n"),
+              path_ + ":2: [[rules]] #1: ratio: expected a number > 0 and <= 1, got 2");
+    EXPECT_EQ(fileErrorOf("[[rules]]\nactions = [\"log\"]\nusers = 1\n[state]\nmax_requests = 0\n"),
+              path_ +
+                  ":3: [[rules]] #1: users: expected a user name or a non-empty list of user "
+                  "names, got 1");
+}
+
+TEST_F(ConfigTest, RulesComeOnlyFromTheFile) {
+    env_["VIGIL_RULES"] = "anything";  // not a variable of the table: never read
+    write("[[rules]]\nusers = \"admin\"\nactions = [\"log\"]\n");
+    EXPECT_EQ(load(path_).rules.size(), 1u);
+    AgentConfig config;
+    EXPECT_EQ(thrownBy([&] { applyOverride(config, "rules", "[]", "vigil.start()"); }),
+              "vigil.start(): unknown key \"rules\"");
+}
+
+TEST_F(ConfigTest, ValidationChecksTheRules) {
+    AgentConfig config;
+    config.rules.resize(2);
+    config.rules[0].actions = kLog;
+    config.rules[1].name = "bad";
+    EXPECT_EQ(thrownBy([&] { validateAgentConfig(config, "vigil.start()"); }),
+              "vigil.start(): [[rules]] #2 \"bad\": actions: expected a non-empty list of "
+              "\"log\", \"profile\", \"exception\", got none");
+    config.rules[1].actions = kProfile;
+    config.rules[1].requests = {"x[", "y"};
+    EXPECT_EQ(thrownBy([&] { validateAgentConfig(config, "vigil.start()"); }),
+              "vigil.start(): [[rules]] #2 \"bad\": requests: expected a glob (*, ?, [...]), got "
+              "\"x[\" (unclosed [ at character 2)");
+    config.rules[1].requests.clear();
+    config.rules[1].ratio = 0;
+    EXPECT_EQ(thrownBy([&] { validateAgentConfig(config, "vigil.start()"); }),
+              "vigil.start(): [[rules]] #2 \"bad\": ratio: expected a number > 0 and <= 1, got 0");
+    config.rules[1].ratio = 1;
+    validateAgentConfig(config, "vigil.start()");
 }
 
 TEST_F(ConfigTest, DocsHoldTheReferenceTable) {

@@ -1,6 +1,7 @@
 """The web middlewares (python/vigil/middleware.py, vigil.contrib): driven
 directly on every interpreter found, then a Flask application under gunicorn
-with two workers, loaded by wrk while one slow request runs."""
+with two workers, loaded by wrk while one slow request runs, and one of its
+views crashing: the client gets a reference, `vigil show` the crash."""
 import http.client
 import json
 import os
@@ -22,8 +23,15 @@ TXN = re.compile(r"^[a-z]+_[a-z]+_[0-9a-f]{4}$")
 
 
 def run_driver(python, code, tmp_path):
-    """Runs code under python with the agent's package; returns what it printed (JSON)."""
-    environment = dict(os.environ, PYTHONPATH=PACKAGE_DIR, VIGIL=VIGIL, STATE_DIR=str(tmp_path))
+    """Runs code under python with the agent's package; returns what it printed (JSON).
+
+    Its agent keeps requests in tmp_path/store (the crashes of every driver:
+    none goes to the user's own store), its log in tmp_path/agent.log.
+    """
+    store = str(tmp_path / "store")
+    environment = dict(os.environ, PYTHONPATH=PACKAGE_DIR, VIGIL=VIGIL, STATE_DIR=str(tmp_path),
+                       STORE_DIR=store, VIGIL_STORE_DIR=store,
+                       LOG_PATH=str(tmp_path / "agent.log"))
     result = subprocess.run([python, "-c", code], capture_output=True, text=True,
                             env=environment, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -79,17 +87,14 @@ def call(middleware, environ):
     response = {}
 
     def start_response(status, headers, exc_info=None):
+        response["status"] = status
         response["headers"] = dict(headers)
 
-    try:
-        result = middleware(environ, start_response)
-    except KeyError as error:
-        response["raised"] = repr(error)
-    else:
-        response["body"] = b"".join(result).decode()
-        response["running_before_close"] = live()
-        response["current_before_close"] = vigil.current_transaction()
-        result.close()
+    result = middleware(environ, start_response)
+    response["body"] = b"".join(result).decode()
+    response["running_before_close"] = live()
+    response["current_before_close"] = vigil.current_transaction()
+    getattr(result, "close", lambda: None)()  # the crash page is a plain list
     response["current_after"] = vigil.current_transaction()
     response["running_after"] = live()
     response["seen"] = dict(seen)
@@ -103,7 +108,7 @@ print(json.dumps({
     "plain": call(plain, environ("/orders/7", REMOTE_USER="alice")),
     "anonymous": call(plain, environ("/caf\u00c3\u00a9")),  # UTF-8 "/café" as PEP 3333 gives it
     "named": call(named, environ("/orders/8")),
-    "raised": call(plain, environ("/boom")),
+    "crashed": call(plain, environ("/boom")),
     "headers_left_alone": HEADERS == [("Content-Type", "text/plain")],
 }))
 """
@@ -134,10 +139,13 @@ def test_wsgi_middleware(python, tmp_path):
     assert len({plain["seen"]["txn_in_app"], anonymous["seen"]["txn_in_app"],
                 named["seen"]["txn_in_app"]}) == 3
 
-    raised = result["raised"]
-    assert raised["raised"] == "KeyError('boom')"
-    assert TXN.match(raised["seen"]["txn_in_app"])
-    assert raised["current_after"] is None and raised["running_after"] == []
+    # The exception ended the request; the page goes out after it (test_wsgi_crash_reference).
+    crashed = result["crashed"]
+    txn = crashed["seen"]["txn_in_app"]
+    assert TXN.match(txn) and crashed["status"] == "500 Internal Server Error"
+    assert crashed["headers"]["X-Vigil-Transaction"] == txn and txn in crashed["body"]
+    assert crashed["running_before_close"] == [] and crashed["current_before_close"] is None
+    assert crashed["current_after"] is None and crashed["running_after"] == []
     assert result["headers_left_alone"]
 
 
@@ -201,7 +209,7 @@ async def call(middleware, scope):
 
     await middleware(scope, receive, send)
     return {"headers": {k.decode(): v.decode() for k, v in sent[0]["headers"]},
-            "seen": json.loads(sent[1]["body"]), "scope_untouched": "vigil.txn" not in scope,
+            "body": sent[1]["body"].decode(), "scope_untouched": "vigil.txn" not in scope,
             "messages": [(m["type"], m.get("status")) for m in sent]}
 
 
@@ -213,10 +221,7 @@ async def main():
     responses = await asyncio.gather(*calls)
     facts = {"responses": responses, "running_together": app.running,
              "current_after": vigil.current_transaction(), "running_after": live()}
-    try:
-        await call(middleware, http_scope("/boom"))
-    except KeyError as error:
-        facts["raised"] = repr(error)
+    facts["boom"] = await call(middleware, http_scope("/boom"))
     facts["boom_txn"] = app.boom_txn
     facts["running_after_boom"] = live()
     facts["current_after_boom"] = vigil.current_transaction()
@@ -231,12 +236,13 @@ print(json.dumps(asyncio.run(main())))
 def test_asgi_middleware(python, tmp_path):
     result = run_driver(python.path, ASGI_DRIVER, tmp_path)
     responses = result["responses"]
-    txns = [response["seen"]["txn"] for response in responses]
+    seen = [json.loads(response["body"]) for response in responses]
+    txns = [each["txn"] for each in seen]
     assert all(TXN.match(txn) for txn in txns) and len(set(txns)) == len(txns)
-    for txn, response in zip(txns, responses):
+    for txn, response, each in zip(txns, responses, seen):
         # The configured header, in lower case as ASGI wants; each task kept its own txn.
         assert response["headers"] == {"content-type": "application/json", "x-request-txn": txn}
-        assert response["seen"]["after_wait"] == response["seen"]["scope_txn"] == txn
+        assert each["after_wait"] == each["scope_txn"] == txn
         assert response["scope_untouched"]
         assert response["messages"] == [["http.response.start", 200], ["http.response.body", None]]
     running = sorted(result["running_together"], key=lambda r: r["name"])
@@ -247,9 +253,265 @@ def test_asgi_middleware(python, tmp_path):
         {"txn": txns[3], "name": "GET /items/3", "user": None},
     ]
     assert result["current_after"] is None and result["running_after"] == []
-    assert result["raised"] == "KeyError('boom')" and TXN.match(result["boom_txn"])
+    # The crash page (test_asgi_crash_reference), with the configured header.
+    boom, boom_txn = result["boom"], result["boom_txn"]
+    assert TXN.match(boom_txn) and boom["headers"]["x-request-txn"] == boom_txn
+    assert boom["messages"] == [["http.response.start", 500], ["http.response.body", None]]
+    assert boom_txn in boom["body"]
     assert result["current_after_boom"] is None and result["running_after_boom"] == []
     assert result["lifespan"] == {"txn": None, "has_txn": False}
+
+
+# --- Crash references -----------------------------------------------------------------
+
+# The Accept headers of a script (axios's) and of a browser.
+JSON = "application/json, text/plain, */*"
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+# Shared by the crash drivers: an agent that keeps crashes in the test's store.
+CRASH = r"""
+import json, os
+import vigil
+
+vigil.start(state_dir=os.environ["STATE_DIR"], store_dir=os.environ["STORE_DIR"],
+            log_path=os.environ["LOG_PATH"])
+JSON = %r
+BROWSER = %r
+seen = {}
+""" % (JSON, BROWSER)
+
+WSGI_CRASH_DRIVER = LIVE + CRASH + r"""
+def checkout(environ, start_response):
+    password = "hunter2"
+    api_token = "abc"
+    amount = 42
+    seen["txn"] = vigil.current_transaction()
+    if environ["PATH_INFO"] == "/late":  # the body has begun: too late for a page
+        start_response("200 OK", [("Content-Type", "text/plain")])(b"partial")
+    raise ValueError("card declined: %d" % amount)
+
+
+def serve(path, accept):
+    # A server as PEP 3333 has it: start_response re-raises once data went out.
+    response = {"sent": False}
+
+    def start_response(status, headers, exc_info=None):
+        if exc_info is not None and response["sent"]:
+            raise exc_info[1].with_traceback(exc_info[2])
+        response.update(status=status, headers=dict(headers))
+
+        def write(data):
+            response["sent"] = True
+
+        return write
+
+    environ = dict(REQUEST_METHOD="GET", SCRIPT_NAME="", PATH_INFO=path, HTTP_ACCEPT=accept)
+    try:
+        result = vigil.WSGIMiddleware(checkout)(environ, start_response)
+    except ValueError as error:
+        response["raised"] = str(error)
+    else:
+        response["body"] = b"".join(result).decode()
+        getattr(result, "close", lambda: None)()
+    response["txn"] = seen.pop("txn")
+    response["current_after"] = vigil.current_transaction()
+    response["running_after"] = live()
+    return response
+
+
+results = {"html": serve("/checkout", BROWSER), "json": serve("/checkout", JSON),
+           "late": serve("/late", JSON)}
+vigil.stop()  # the store has every crash once it returns
+print(json.dumps(results))
+"""
+
+
+def check_crash_page(body, content_type, txn, wants_json):
+    """The client's 500: the reference, and nothing of the exception."""
+    for leak in ("Traceback", "ValueError", "card declined", "hunter2"):
+        assert leak not in body, body
+    if wants_json:
+        assert content_type == "application/json"
+        assert json.loads(body) == {"error": "internal server error", "reference": txn}
+    else:
+        assert content_type == "text/html; charset=utf-8"
+        assert "Something went wrong. Reference: <code>%s</code>" % txn in body, body
+
+
+def shown_crash(txn, store, function):
+    """What `vigil show` prints of a crash: its exception, function and masked locals."""
+    text = run_vigil("show", txn, "--store", store, check=True).stdout
+    assert "ValueError: card declined: 42" in text, text
+    assert re.search(r'^\s*File ".*", line \d+, in %s$' % re.escape(function), text, re.M), text
+    for local in ("amount = 42", "password = '***'", "api_token = '***'"):
+        assert re.search(r"^\s+%s$" % re.escape(local), text, re.M), text
+    assert "hunter2" not in text and "'abc'" not in text, text
+    return text
+
+
+def test_wsgi_crash_reference(python, tmp_path):
+    result = run_driver(python.path, WSGI_CRASH_DRIVER, tmp_path)
+    for case, wants_json in (("html", False), ("json", True)):
+        response = result[case]
+        txn = response["txn"]
+        assert TXN.match(txn) and response["status"] == "500 Internal Server Error"
+        headers = response["headers"]
+        assert headers["X-Vigil-Transaction"] == txn
+        assert headers["Content-Length"] == str(len(response["body"].encode()))
+        check_crash_page(response["body"], headers["Content-Type"], txn, wants_json)
+        assert response["current_after"] is None and response["running_after"] == []
+        shown_crash(txn, tmp_path / "store", "checkout")
+    # Once the body began, the exception goes on to the server; it is kept all the same.
+    late = result["late"]
+    assert late["raised"] == "card declined: 42" and late["status"] == "200 OK"
+    assert late["running_after"] == []
+    shown_crash(late["txn"], tmp_path / "store", "checkout")
+
+
+ASGI_CRASH_DRIVER = LIVE + CRASH + r"""
+import asyncio
+
+
+async def checkout(scope, receive, send):
+    password = "hunter2"
+    api_token = "abc"
+    amount = 42
+    seen["txn"] = vigil.current_transaction()
+    if scope["path"] == "/late":  # the response has begun: too late for a page
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+    raise ValueError("card declined: %d" % amount)
+
+
+async def serve(path, accept):
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "root_path": "", "query_string": b"", "headers": [(b"accept", accept.encode())]}
+    response = {}
+    try:
+        await vigil.ASGIMiddleware(checkout)(scope, None, send)
+    except ValueError as error:
+        response["raised"] = str(error)
+    response["messages"] = [(m["type"], m.get("status")) for m in sent]
+    response["headers"] = {k.decode(): v.decode() for k, v in sent[0]["headers"]}
+    response["body"] = b"".join(m.get("body", b"") for m in sent[1:]).decode()
+    response["txn"] = seen.pop("txn")
+    response["current_after"] = vigil.current_transaction()
+    response["running_after"] = live()
+    return response
+
+
+async def main():
+    return {"html": await serve("/checkout", BROWSER), "json": await serve("/checkout", JSON),
+            "late": await serve("/late", JSON)}
+
+results = asyncio.run(main())
+vigil.stop()  # the store has every crash once it returns
+print(json.dumps(results))
+"""
+
+
+def test_asgi_crash_reference(python, tmp_path):
+    result = run_driver(python.path, ASGI_CRASH_DRIVER, tmp_path)
+    for case, wants_json in (("html", False), ("json", True)):
+        response = result[case]
+        txn = response["txn"]
+        assert TXN.match(txn) and "raised" not in response
+        assert response["messages"] == [["http.response.start", 500], ["http.response.body", None]]
+        headers = response["headers"]
+        assert headers["x-vigil-transaction"] == txn
+        assert headers["content-length"] == str(len(response["body"].encode()))
+        check_crash_page(response["body"], headers["content-type"], txn, wants_json)
+        assert response["current_after"] is None and response["running_after"] == []
+        shown_crash(txn, tmp_path / "store", "checkout")
+    late = result["late"]
+    assert late["raised"] == "card declined: 42"
+    assert late["messages"] == [["http.response.start", 200]] and late["running_after"] == []
+    shown_crash(late["txn"], tmp_path / "store", "checkout")
+
+
+def system_python_with(*modules):
+    """Skips the test unless /usr/bin/python3 can import every module."""
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        pytest.skip("no %s" % SYSTEM_PYTHON)
+    code = "import " + ", ".join(modules)
+    if subprocess.run([SYSTEM_PYTHON, "-c", code], capture_output=True).returncode:
+        pytest.skip("%s cannot %s" % (SYSTEM_PYTHON, code))
+
+
+# For the crash drivers: whether the frames of crashes outlive their request.
+# The request keeps a recorded exception, whose frames may lead back to it.
+FRAMES_KEPT = r"""
+import gc, weakref
+
+
+class Marker:
+    pass
+
+
+markers = []
+
+
+def crash_with_marker():
+    marker = Marker()
+    markers.append(weakref.ref(marker))
+    raise ValueError("card declined: 42")
+
+
+def frames_kept():
+    gc.collect()
+    return sum(marker() is not None for marker in markers)
+"""
+
+
+# flask_app.py's /crash, through Flask's test client: its own 500 (the error
+# handler init_app registers), and, when testing, the exception re-raised by
+# Flask to the middleware.
+FLASK_CRASH_DRIVER = CRASH + r"""
+import sys
+
+sys.path.insert(0, os.environ["TARGETS"])
+from flask_app import app
+""" + FRAMES_KEPT + r"""
+app.add_url_rule("/watched", "watched", crash_with_marker)
+
+
+def get(accept, path="/crash"):
+    response = app.test_client().get(path, headers={"Accept": accept})
+    facts = {"status": response.status_code, "content_type": response.content_type,
+             "txn": response.headers["X-Vigil-Transaction"], "body": response.get_data(True)}
+    response.close()  # as a server does once the body is out: the request ends
+    facts["current_after"] = vigil.current_transaction()
+    return facts
+
+
+results = {"handler_html": get(BROWSER), "handler_json": get(JSON)}
+get(JSON, "/watched")
+app.testing = True  # PROPAGATE_EXCEPTIONS: Flask re-raises what the view raised
+results["propagated"] = get(JSON)
+get(JSON, "/watched")
+results["frames_kept"] = frames_kept()
+vigil.stop()
+print(json.dumps(results))
+"""
+
+
+def test_flask_crash_reference(tmp_path, monkeypatch):
+    system_python_with("flask")
+    monkeypatch.setenv("TARGETS", TARGETS)
+    result = run_driver(SYSTEM_PYTHON, FLASK_CRASH_DRIVER, tmp_path)
+    for case, wants_json in (("handler_html", False), ("handler_json", True),
+                             ("propagated", True)):
+        response = result[case]
+        assert response["status"] == 500 and response["current_after"] is None
+        check_crash_page(response["body"], response["content_type"], response["txn"], wants_json)
+        text = shown_crash(response["txn"], tmp_path / "store", "crash")
+        assert re.search(r"^\s*File .*flask_app.py\", line \d+, in charge$", text, re.M), text
+    assert result["frames_kept"] == 0
 
 
 DJANGO_DRIVER = LIVE + r"""
@@ -313,6 +575,78 @@ def test_django_middleware(tmp_path):
     assert result["raised"] == {"raised": "KeyError('boom')", "running_after": []}
 
 
+# Django's own handler runs VigilMiddleware on RequestFactory requests: a view's
+# exception comes to process_exception.
+DJANGO_CRASH_DRIVER = CRASH + FRAMES_KEPT + r"""
+import django
+from django.conf import settings
+
+# A SECRET_KEY: Django's error mail to the ADMINS (none) renders the settings.
+settings.configure(DEBUG=False, ALLOWED_HOSTS=["*"], ROOT_URLCONF="__main__",
+                   MIDDLEWARE=["vigil.contrib.django.VigilMiddleware"], SECRET_KEY="test")
+django.setup()
+from django.core.handlers.base import BaseHandler
+from django.http import Http404
+from django.test import RequestFactory, override_settings
+from django.urls import path
+
+
+def checkout(request):
+    password = "hunter2"
+    api_token = "abc"
+    amount = 42
+    raise ValueError("card declined: %d" % amount)
+
+
+def missing(request):
+    raise Http404("no such order")
+
+
+urlpatterns = [path("checkout", checkout), path("missing", missing),
+               path("watched", lambda request: crash_with_marker())]
+handler = BaseHandler()
+handler.load_middleware()
+
+
+def get(path, accept):
+    response = handler.get_response(RequestFactory().get(path, HTTP_ACCEPT=accept))
+    return {"status": response.status_code, "content_type": response["Content-Type"],
+            "txn": response["X-Vigil-Transaction"], "body": response.content.decode(),
+            "current_after": vigil.current_transaction()}
+
+
+results = {"html": get("/checkout", BROWSER), "json": get("/checkout", JSON),
+           "missing": get("/missing", JSON)}
+with override_settings(DEBUG=True):
+    results["debug"] = get("/checkout", BROWSER)
+get("/watched", JSON)
+results["frames_kept"] = frames_kept()
+vigil.stop()
+print(json.dumps(results))
+"""
+
+
+def test_django_crash_reference(tmp_path):
+    system_python_with("django")
+    result = run_driver(SYSTEM_PYTHON, DJANGO_CRASH_DRIVER, tmp_path)
+    store = tmp_path / "store"
+    for case, wants_json in (("html", False), ("json", True)):
+        response = result[case]
+        assert response["status"] == 500 and response["current_after"] is None
+        check_crash_page(response["body"], response["content_type"], response["txn"], wants_json)
+        shown_crash(response["txn"], store, "checkout")
+    # Django's 404 is no crash: nothing is kept.
+    missing = result["missing"]
+    assert missing["status"] == 404 and "Reference" not in missing["body"]
+    assert run_vigil("show", missing["txn"], "--store", store).returncode != 0
+    # With DEBUG, Django's debug page; the crash is kept all the same.
+    debug = result["debug"]
+    assert debug["status"] == 500 and "ValueError" in debug["body"]
+    assert "Something went wrong" not in debug["body"]
+    shown_crash(debug["txn"], store, "checkout")
+    assert result["frames_kept"] == 0
+
+
 # --- A real server ------------------------------------------------------------------
 
 
@@ -368,10 +702,12 @@ class Gunicorn:
         self.state_dir = tmp_path / "state"
         self.state_dir.mkdir()
         self.log = str(tmp_path / "agent.log")
+        self.store = tmp_path / "store"
         self.release = tmp_path / "release"
         self.output_path = tmp_path / "gunicorn.log"
         self.output = open(self.output_path, "w")
         environment = dict(os.environ, VIGIL_STATE_DIR=str(self.state_dir), VIGIL_LOG_PATH=self.log,
+                           VIGIL_STORE_DIR=str(self.store),
                            VIGIL_LONG_REQUESTS_THRESHOLD="0.3", VIGIL_LONG_REQUESTS_INTERVAL="0.5",
                            VIGIL_TEST_RELEASE=str(self.release), PYTHONDONTWRITEBYTECODE="1")
         command = [VIGIL, "run", "--", SYSTEM_PYTHON, "-m", "gunicorn", "--workers", "2",
@@ -414,6 +750,18 @@ def get_slow(port, into):
         response = connection.getresponse()
         into.update(status=response.status, header=response.getheader("X-Vigil-Transaction"),
                     body=response.read().decode().strip())
+    finally:
+        connection.close()
+
+
+def fetch(port, path, accept):
+    """GET path; (status, Content-Type, transaction header, body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=READY_TIMEOUT)
+    try:
+        connection.request("GET", path, headers={"Accept": accept})
+        response = connection.getresponse()
+        return (response.status, response.getheader("Content-Type"),
+                response.getheader("X-Vigil-Transaction"), response.read().decode())
     finally:
         connection.close()
 
@@ -488,3 +836,25 @@ def check_slow_request_under_load(server):
     # The request ends when gunicorn closes the response, just after the client has it.
     wait_until(lambda: not slow_request_in(worker, server.state_dir), "the slow request to end")
     wait_until(lambda: finished(server) >= fast_requests + 1, "every request to be counted")
+
+
+def test_flask_crash_under_gunicorn(tmp_path):
+    if not shutil.which("gunicorn"):
+        pytest.skip("gunicorn is not installed")
+    system_python_with("flask", "gunicorn")
+    server = Gunicorn(tmp_path)
+    try:
+        pages = [(fetch(server.port, "/crash", accept), wants_json)
+                 for accept, wants_json in ((BROWSER, False), (JSON, True))]
+        assert server.stop() == 0, server.output_text()
+    finally:
+        server.stop()
+    # The master waited for its workers, whose agents flushed their stores at
+    # exit (atexit, as the removed state files show): nothing left to wait for.
+    assert not any(server.state_file(pid).exists() for pid in [server.pid, *server.workers])
+    for (status, content_type, txn, body), wants_json in pages:
+        assert status == 500 and TXN.match(txn)
+        check_crash_page(body, content_type, txn, wants_json)
+        text = shown_crash(txn, server.store, "crash")
+        assert re.search(r"^name\s+GET /crash$", text, re.M), text
+        assert re.search(r'^\s*File ".*flask_app.py", line \d+, in charge$', text, re.M), text

@@ -4,7 +4,9 @@
 
 /fast answers at once. /slow runs slow_report(), which returns only once the
 file named by VIGIL_TEST_RELEASE exists: the test decides how long the slow
-request lasts, and finds slow_report in the long-request log's stack.
+request lasts, and finds slow_report in the long-request log's stack. /crash
+raises with secrets in its locals: the client must get only a reference, the
+crash record the locals with the secrets masked.
 """
 import os
 import time
@@ -33,3 +35,15 @@ def slow_report():
     while not os.path.exists(release):
         time.sleep(0.01)
     return flask.request.environ["vigil.txn"]
+
+
+@app.route("/crash")
+def crash():
+    password = "hunter2"
+    api_token = "abc"
+    amount = 42
+    return charge(amount, password, api_token)
+
+
+def charge(amount, password, api_token):
+    raise ValueError("card declined: %d" % amount)

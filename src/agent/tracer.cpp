@@ -1,0 +1,1037 @@
+// The execution recorder: records the execution of selected code, line by
+// line, in every thread, into a TraceSink.
+//
+// How, per version:
+// - 3.12+: sys.monitoring (PEP 669) with callbacks written in C. Globally
+//   only PY_START, PY_RESUME, PY_THROW, PY_UNWIND and RAISE: a start or
+//   resume of code outside the selection returns DISABLE, so it costs one
+//   callback per code location, once. Selected code gets LINE, JUMP,
+//   PY_RETURN, PY_YIELD and STOP_ITERATION as local events
+//   (set_local_events), so those callbacks never ask whether to record.
+// - 3.8-3.11: a C trace function (Py_tracefunc) in every thread: those
+//   running at the start, and each new threading.Thread through
+//   threading.settrace. A frame of code outside the selection gets
+//   f_trace_lines = 0 at its call event: it then costs its call and return
+//   events only.
+// Both make the same events sys.settrace would (tests/targets/
+// trace_program.py says which), so a recording replays as settrace saw it.
+//
+// Whether a code object is selected is decided at its first sight and kept
+// in its co_extra slot (a CodeInfo): one lookup per call event.
+//
+// A thread's events go to its Recorder: a batch buffer (no virtual call
+// per event), a stack of the selected frames it entered, the task they run
+// in, and the precise flag. The thread state owns it (3.8-3.11: the trace
+// function's argument; 3.12+: the thread's dict), so a thread that ends
+// sends its last events.
+//
+// asyncio: a task runs a coroutine with send() from the event loop, so the
+// task of a frame is identified by the outermost coroutine of the chain of
+// coroutines awaiting each other around it (its address). A call or resume
+// of a selected coroutine looks that chain up (a walk up the few awaiting
+// frames); other selected code takes the task of the selected frame it was
+// called from, or, entered from unselected code once the program has run
+// any coroutine, walks up to its nearest coroutine. A change of task is a
+// kTaskSwitch event.
+#include "agent/tracer.h"
+
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <utility>
+
+#include <frameobject.h>
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+#include <structmember.h>
+#endif
+
+namespace vigil::agent {
+
+bool TraceSelection::addPath(std::string_view glob, std::string& problem) {
+    auto compiled = Glob::compile(glob, problem);
+    if (!compiled) return false;
+    paths_.push_back(std::move(*compiled));
+    return true;
+}
+
+bool TraceSelection::matches(std::string_view module, std::string_view file) const {
+    for (const std::string& package : packages_) {
+        if (module.size() >= package.size() && module.compare(0, package.size(), package) == 0 &&
+            (module.size() == package.size() || module[package.size()] == '.'))
+            return true;
+    }
+    for (const Glob& path : paths_) {
+        if (path.matches(file)) return true;
+    }
+    return false;
+}
+
+namespace {
+
+constexpr int kCoroutineFlags = CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR;
+// Events per batch handed to the sink: one virtual call per 512 events.
+constexpr uint32_t kBatch = 512;
+// Instruction offsets whose line a code object remembers (3.12+): a few
+// resume points and loops; beyond that, each is looked up again.
+constexpr size_t kCachedLines = 16;
+
+int64_t monotonicNs() {
+    timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec * 1'000'000'000LL + now.tv_nsec;
+}
+
+std::string_view utf8(PyObject* text) {
+    Py_ssize_t size = 0;
+    const char* data = text && PyUnicode_Check(text) ? PyUnicode_AsUTF8AndSize(text, &size) : nullptr;
+    if (!data) {
+        PyErr_Clear();
+        return {};
+    }
+    return {data, static_cast<size_t>(size)};
+}
+
+// --- Frames, per version ------------------------------------------------------
+
+// The code a frame runs; borrowed (the frame holds it).
+PyCodeObject* codeOf(PyFrameObject* frame) {
+#if PY_VERSION_HEX >= 0x030B0000
+    PyCodeObject* code = PyFrame_GetCode(frame);
+    Py_DECREF(code);
+    return code;
+#else
+    return frame->f_code;
+#endif
+}
+
+// The frame's globals; borrowed.
+PyObject* globalsOf(PyFrameObject* frame) {
+#if PY_VERSION_HEX >= 0x030B0000
+    PyObject* globals = PyFrame_GetGlobals(frame);
+    Py_XDECREF(globals);
+    return globals;
+#else
+    return frame->f_globals;
+#endif
+}
+
+// A new reference to the frame's caller, or null.
+PyFrameObject* callerOf(PyFrameObject* frame) {
+#if PY_VERSION_HEX >= 0x03090000
+    return PyFrame_GetBack(frame);
+#else
+    Py_XINCREF(frame->f_back);
+    return frame->f_back;
+#endif
+}
+
+// The address of the generator or coroutine a frame belongs to, or 0.
+uint64_t generatorOf(PyFrameObject* frame) {
+#if PY_VERSION_HEX >= 0x030B0000
+    PyObject* generator = PyFrame_GetGenerator(frame);
+    Py_XDECREF(generator);  // alive: its frame runs
+    return reinterpret_cast<uint64_t>(generator);
+#else
+    return reinterpret_cast<uint64_t>(frame->f_gen);
+#endif
+}
+
+// A new reference to the innermost frame of a thread, or null.
+PyFrameObject* innermostFrame(PyThreadState* thread) {
+#if PY_VERSION_HEX >= 0x03090000
+    return PyThreadState_GetFrame(thread);
+#else
+    Py_XINCREF(thread->frame);
+    return thread->frame;
+#endif
+}
+
+PyInterpreterState* thisInterpreter() {
+#if PY_VERSION_HEX >= 0x03090000
+    return PyInterpreterState_Get();
+#else
+    return PyThreadState_Get()->interp;
+#endif
+}
+
+// The task of a frame (see the top of the file): the outermost coroutine of
+// the first chain of awaiting coroutines found going out from the frame.
+uint64_t taskOf(PyFrameObject* frame) {
+    uint64_t root = 0;
+    Py_XINCREF(frame);
+    while (frame) {
+        bool coroutine = (codeOf(frame)->co_flags & kCoroutineFlags) != 0;
+        if (coroutine) root = generatorOf(frame);
+        PyFrameObject* caller = (coroutine || !root) ? callerOf(frame) : nullptr;
+        Py_DECREF(frame);
+        frame = caller;
+    }
+    return root;
+}
+
+// --- The decision cache ---------------------------------------------------------
+
+// What the recorder knows of a code object, in its co_extra slot; freed
+// with the code object. A recording decides again what an earlier one did.
+struct CodeInfo {
+    uint64_t session = 0;
+    uint32_t id = 0;  // the sink's, when selected
+    bool selected = false;
+    bool coroutine = false;
+    std::vector<std::pair<int, int>> lines;  // instruction offset -> line (3.12+)
+};
+
+Py_ssize_t codeExtraIndex = -1;
+
+void freeCodeInfo(void* info) {
+    delete static_cast<CodeInfo*>(info);
+}
+
+bool requestCodeExtraIndex() {
+    if (codeExtraIndex >= 0) return true;
+#if PY_VERSION_HEX >= 0x030C0000
+    codeExtraIndex = PyUnstable_Eval_RequestCodeExtraIndex(freeCodeInfo);
+#else
+    codeExtraIndex = _PyEval_RequestCodeExtraIndex(freeCodeInfo);
+#endif
+    if (codeExtraIndex < 0) PyErr_SetString(PyExc_RuntimeError, "no co_extra slot left");
+    return codeExtraIndex >= 0;
+}
+
+CodeInfo* cachedInfo(PyCodeObject* code) {
+    void* extra = nullptr;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyUnstable_Code_GetExtra(reinterpret_cast<PyObject*>(code), codeExtraIndex, &extra);
+#else
+    _PyCode_GetExtra(reinterpret_cast<PyObject*>(code), codeExtraIndex, &extra);
+#endif
+    return static_cast<CodeInfo*>(extra);
+}
+
+bool cacheInfo(PyCodeObject* code, CodeInfo* info) {
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyUnstable_Code_SetExtra(reinterpret_cast<PyObject*>(code), codeExtraIndex, info) == 0;
+#else
+    return _PyCode_SetExtra(reinterpret_cast<PyObject*>(code), codeExtraIndex, info) == 0;
+#endif
+}
+
+// The line of an instruction (3.12+ callbacks give offsets), remembered for
+// a few offsets per code object.
+int lineAt(CodeInfo& info, PyCodeObject* code, int offset) {
+    for (const auto& [at, line] : info.lines) {
+        if (at == offset) return line;
+    }
+    int line = PyCode_Addr2Line(code, offset);
+    if (info.lines.size() < kCachedLines) info.lines.emplace_back(offset, line);
+    return line;
+}
+
+PyObject* moduleNameKey = nullptr;  // "__name__"
+
+std::string_view moduleNameOf(PyObject* globals) {
+    if (!globals || !PyDict_Check(globals)) return {};
+    PyObject* name = PyDict_GetItemWithError(globals, moduleNameKey);
+    return name ? utf8(name) : (PyErr_Clear(), std::string_view{});
+}
+
+std::string_view qualnameOf(PyCodeObject* code) {
+#if PY_VERSION_HEX >= 0x030B0000
+    return utf8(code->co_qualname);
+#else
+    return utf8(code->co_name);
+#endif
+}
+
+// --- Recorders --------------------------------------------------------------------
+
+class Tracer;
+
+// One thread's recording, a Python object so that its thread state can own
+// it. Constructed in memory from PyObject_Malloc (placement new).
+struct Recorder {
+    PyObject base;
+    Tracer* tracer = nullptr;    // null once detached
+    ThreadEvents* out = nullptr;  // the sink's, from the thread's first event
+    std::unique_ptr<TraceEvent[]> events;
+    uint32_t used = 0;
+    uint32_t capacity = 0;
+    bool precise = false;
+    uint64_t task = 0;             // the task last written
+    std::vector<uint64_t> frames;  // the task of each selected frame entered, not left
+
+    void append(TraceEventKind kind, int line, uint64_t value) {
+        TraceEvent& event = events[used];
+        event.timeNs = precise ? monotonicNs() : 0;
+        event.value = value;
+        event.line = line;
+        event.kind = kind;
+        if (++used == capacity) flush();
+    }
+    void switchTo(uint64_t newTask) {
+        if (newTask == task) return;
+        task = newTask;
+        append(TraceEventKind::kTaskSwitch, 0, newTask);
+    }
+    void enter(uint32_t code, int line, uint64_t frameTask) {
+        frames.push_back(frameTask);
+        switchTo(frameTask);
+        append(TraceEventKind::kCall, line, code);
+    }
+    void leave() {
+        append(TraceEventKind::kReturn, 0, 0);
+        if (frames.empty()) return;
+        frames.pop_back();
+        if (!frames.empty()) switchTo(frames.back());
+    }
+    void setPrecise(bool on) {
+        if (on) precise = true;
+        append(TraceEventKind::kPrecise, 0, on);
+        precise = on;
+    }
+
+    bool bind();
+    void flush();
+    void detach();
+};
+
+PyTypeObject RecorderType = {PyVarObject_HEAD_INIT(nullptr, 0)};
+
+PyObject* asObject(Recorder* recorder) {
+    return reinterpret_cast<PyObject*>(recorder);
+}
+
+// --- The recording ------------------------------------------------------------------
+
+uint64_t nextSession = 1;
+
+class Tracer {
+  public:
+    Tracer(TraceSelection selection, std::shared_ptr<TraceSink> sink)
+        : session_(nextSession++), selection_(std::move(selection)), sink_(std::move(sink)) {}
+
+    uint64_t session() const { return session_; }
+    TraceSink& sink() { return *sink_; }
+    bool coroutinesSeen() const { return coroutinesSeen_; }
+
+    // What to do with code, decided at its first sight in this recording
+    // (from the module of globals, or of the running frame when null); null
+    // when it cannot be known (no memory): not recorded.
+    CodeInfo* info(PyCodeObject* code, PyObject* globals) {
+        CodeInfo* info = cachedInfo(code);
+        if (info && info->session == session_) [[likely]]
+            return info;
+        return decide(code, globals, info);
+    }
+    void noteCoroutine(const CodeInfo& info) { coroutinesSeen_ |= info.coroutine; }
+
+    // The task a selected frame entered now runs in; frame() gives the frame
+    // when it must be looked at.
+    template <typename FrameSource>
+    uint64_t entryTask(const Recorder& recorder, const CodeInfo& info, FrameSource frame) const {
+        if (info.coroutine) return taskOf(frame());
+        if (!recorder.frames.empty()) return recorder.frames.back();
+        return coroutinesSeen_ ? taskOf(frame()) : 0;
+    }
+
+    Recorder* newRecorder();
+    void forget(Recorder* recorder) { std::erase(recorders_, recorder); }
+    void recordStack(Recorder& recorder, PyThreadState* thread);
+    void flush() {
+        for (Recorder* recorder : recorders_) recorder->flush();
+    }
+    void detachAll() {
+        while (!recorders_.empty()) recorders_.back()->detach();
+    }
+
+  private:
+    CodeInfo* decide(PyCodeObject* code, PyObject* globals, CodeInfo* stale);
+
+    uint64_t session_;
+    TraceSelection selection_;
+    std::shared_ptr<TraceSink> sink_;
+    std::vector<Recorder*> recorders_;  // borrowed: a recorder leaves when freed or detached
+    bool coroutinesSeen_ = false;
+};
+
+Tracer* activeTracer = nullptr;
+// The active recording's session, for the 3.12+ per-thread lookup; 0 is none.
+uint64_t activeSession = 0;
+
+bool instrument(PyCodeObject* code);  // 3.12+: the local events of selected code
+
+CodeInfo* Tracer::decide(PyCodeObject* code, PyObject* globals, CodeInfo* stale) {
+    CodeInfo* info = stale ? stale : new (std::nothrow) CodeInfo;
+    if (!info) return nullptr;
+    if (!stale && !cacheInfo(code, info)) {
+        delete info;
+        PyErr_Clear();
+        return nullptr;
+    }
+    info->session = session_;
+    info->coroutine = (code->co_flags & kCoroutineFlags) != 0;
+    std::string_view file = utf8(code->co_filename);
+    std::string_view module = moduleNameOf(globals ? globals : PyEval_GetGlobals());
+    info->selected = selection_.matches(module, file) && instrument(code);
+    if (info->selected) info->id = sink_->defineCode(file, qualnameOf(code), code->co_firstlineno);
+    return info;
+}
+
+Recorder* Tracer::newRecorder() {
+    void* memory = PyObject_Malloc(sizeof(Recorder));
+    if (!memory) return reinterpret_cast<Recorder*>(PyErr_NoMemory());
+    auto* recorder = new (memory) Recorder;
+    PyObject_Init(asObject(recorder), &RecorderType);
+    recorder->tracer = this;
+    recorder->events.reset(new TraceEvent[kBatch]);
+    recorder->capacity = kBatch;
+    recorders_.push_back(recorder);
+    return recorder;
+}
+
+bool Recorder::bind() {
+    if (!tracer) return false;
+    out = tracer->sink().thread(gettid());
+    return true;
+}
+
+void Recorder::flush() {
+    if (!out && tracer) {
+        // Not bound: its thread has not run since the recording started, and
+        // its stack at the start does not fit. Keep it all until it does.
+        std::unique_ptr<TraceEvent[]> larger(new TraceEvent[capacity * 2]);
+        std::copy(events.get(), events.get() + used, larger.get());
+        events = std::move(larger);
+        capacity *= 2;
+        return;
+    }
+    if (out && tracer && used) out->write({events.get(), used});
+    used = 0;
+}
+
+void Recorder::detach() {
+    if (!tracer) return;
+    if (out) {
+        flush();
+        out->close();
+    }
+    used = 0;  // a thread that never ran since the start: its stack alone says nothing
+    tracer->forget(this);
+    tracer = nullptr;
+}
+
+// The selected frames on a thread's stack when the recording starts, as
+// calls, outermost first (see trace_sink.h); 3.8-3.11 also turn the line
+// events of the others off, as their call event would have.
+void setTraceLines(PyFrameObject* frame, bool on);
+
+void Tracer::recordStack(Recorder& recorder, PyThreadState* thread) {
+    std::vector<PyFrameObject*> stack;  // new references, innermost first
+    for (PyFrameObject* frame = innermostFrame(thread); frame; frame = callerOf(frame))
+        stack.push_back(frame);
+    for (auto frame = stack.rbegin(); frame != stack.rend(); ++frame) {
+        CodeInfo* code = info(codeOf(*frame), globalsOf(*frame));
+        bool selected = code && code->selected;
+        setTraceLines(*frame, selected);
+        if (!selected) continue;
+        noteCoroutine(*code);
+        int line = PyFrame_GetLineNumber(*frame);
+#if PY_VERSION_HEX < 0x030A0000
+        (*frame)->f_lineno = line;  // kept up to date only by line events since
+#endif
+        recorder.enter(code->id, line, taskOf(*frame));
+    }
+    for (PyFrameObject* frame : stack) Py_DECREF(frame);
+}
+
+void recorderDealloc(PyObject* object);
+
+bool readyRecorderType() {
+    if (RecorderType.tp_flags & Py_TPFLAGS_READY) return true;
+    RecorderType.tp_name = "vigil._vigil.TraceRecorder";
+    RecorderType.tp_basicsize = sizeof(Recorder);
+    RecorderType.tp_flags = Py_TPFLAGS_DEFAULT;
+    RecorderType.tp_doc = "One thread's recording (vigil.trace).";
+    RecorderType.tp_dealloc = recorderDealloc;
+    return PyType_Ready(&RecorderType) == 0;
+}
+
+// The backend's part, defined per version below.
+bool startBackend(Tracer& tracer);
+void stopBackend();
+bool attach(PyThreadState* thread, Recorder* recorder);
+Recorder* attachedRecorder(PyThreadState* thread);
+void forgetThisThread(Recorder* recorder);
+
+// This thread's recorder, made when the thread has none (a thread not
+// started by threading before 3.12, any new thread on 3.12+); null when
+// not recording.
+Recorder* adoptThisThread() {
+    Tracer* tracer = activeTracer;
+    if (!tracer) return nullptr;
+    PyThreadState* thread = PyThreadState_Get();
+    Recorder* recorder = attachedRecorder(thread);
+    if (!recorder || recorder->tracer != tracer) {
+        recorder = tracer->newRecorder();
+        bool attached = recorder && attach(thread, recorder);
+        Py_XDECREF(recorder);  // the thread state holds it when attached
+        if (!attached) {
+            PyErr_Clear();
+            return nullptr;
+        }
+    }
+    if (!recorder->out) recorder->bind();
+    return recorder;
+}
+
+void recorderDealloc(PyObject* object) {
+    auto* recorder = reinterpret_cast<Recorder*>(object);
+    recorder->detach();
+    forgetThisThread(recorder);
+    recorder->~Recorder();
+    PyObject_Free(recorder);
+}
+
+#if PY_VERSION_HEX < 0x030C0000
+// --- 3.8-3.11: a C trace function in every thread --------------------------------
+
+#if PY_VERSION_HEX >= 0x030B0000
+// 3.11 made the frame object's struct private; its member table still says
+// where f_trace_lines is (Objects/frameobject.c, frame_memberlist).
+Py_ssize_t traceLinesOffset = -1;
+
+bool findTraceLinesOffset() {
+    for (PyMemberDef* member = PyFrame_Type.tp_members; member && member->name; ++member) {
+        if (std::strcmp(member->name, "f_trace_lines") == 0 && member->type == T_BOOL) {
+            traceLinesOffset = member->offset;
+            return true;
+        }
+    }
+    PyErr_SetString(PyExc_RuntimeError, "frame objects have no f_trace_lines member");
+    return false;
+}
+
+char& traceLinesOf(PyFrameObject* frame) {
+    return *(reinterpret_cast<char*>(frame) + traceLinesOffset);
+}
+
+int lineOf(PyFrameObject* frame) {
+    return PyFrame_GetLineNumber(frame);  // f_lineno, set for the trace function
+}
+#else
+bool findTraceLinesOffset() {
+    return true;
+}
+
+char& traceLinesOf(PyFrameObject* frame) {
+    return frame->f_trace_lines;
+}
+
+int lineOf(PyFrameObject* frame) {
+    return frame->f_lineno;  // kept up to date while tracing (set for the call on 3.10)
+}
+#endif
+
+void setTraceLines(PyFrameObject* frame, bool on) {
+    traceLinesOf(frame) = on;
+}
+
+// f_trace_lines stays on only in the frames of selected code: their return
+// and exception events need no other lookup.
+bool selectedFrame(PyFrameObject* frame) {
+    return traceLinesOf(frame) != 0;
+}
+
+void onCall(Recorder& recorder, PyFrameObject* frame) {
+    Tracer& tracer = *recorder.tracer;
+    CodeInfo* info = tracer.info(codeOf(frame), globalsOf(frame));
+    if (!info || !info->selected) {
+        if (info) tracer.noteCoroutine(*info);
+        setTraceLines(frame, false);
+        return;
+    }
+    tracer.noteCoroutine(*info);
+    recorder.enter(info->id, lineOf(frame), tracer.entryTask(recorder, *info, [frame] {
+        return frame;
+    }));
+}
+
+int traceFunction(PyObject* object, PyFrameObject* frame, int what, PyObject*) {
+    auto& recorder = *reinterpret_cast<Recorder*>(object);
+    if (!recorder.out && !recorder.bind()) [[unlikely]]
+        return 0;
+    switch (what) {
+        case PyTrace_LINE:
+            recorder.append(TraceEventKind::kLine, lineOf(frame), 0);
+            break;
+        case PyTrace_CALL:
+            onCall(recorder, frame);
+            break;
+        case PyTrace_RETURN:
+            if (selectedFrame(frame)) recorder.leave();
+            break;
+        case PyTrace_EXCEPTION:
+            if (selectedFrame(frame))
+                recorder.append(TraceEventKind::kException, lineOf(frame), 0);
+            break;
+        default:
+            break;
+    }
+    return 0;
+}
+
+bool attach(PyThreadState* thread, Recorder* recorder) {
+#if PY_VERSION_HEX >= 0x03090000
+    return _PyEval_SetTrace(thread, traceFunction, asObject(recorder)) == 0;
+#else
+    if (thread == PyThreadState_Get()) {
+        PyEval_SetTrace(traceFunction, asObject(recorder));
+        return !PyErr_Occurred();
+    }
+    // 3.8 has no _PyEval_SetTrace: the fields PyEval_SetTrace sets in its own
+    // thread (Python/ceval.c). The count of tracing threads it keeps is left
+    // as is: the starting thread's PyEval_SetTrace made it non-zero.
+    PyObject* previous = thread->c_traceobj;
+    Py_INCREF(recorder);
+    thread->c_traceobj = asObject(recorder);
+    thread->c_tracefunc = traceFunction;
+    thread->use_tracing = 1;
+    Py_XDECREF(previous);
+    return true;
+#endif
+}
+
+void detachThread(PyThreadState* thread) {
+    if (thread->c_tracefunc != traceFunction) return;
+#if PY_VERSION_HEX >= 0x03090000
+    if (_PyEval_SetTrace(thread, nullptr, nullptr) < 0) PyErr_Clear();
+#else
+    if (thread == PyThreadState_Get()) {
+        PyEval_SetTrace(nullptr, nullptr);
+        PyErr_Clear();
+        return;
+    }
+    PyObject* previous = thread->c_traceobj;
+    thread->c_tracefunc = nullptr;
+    thread->c_traceobj = nullptr;
+    thread->use_tracing = thread->c_profilefunc != nullptr;
+    Py_XDECREF(previous);
+#endif
+}
+
+Recorder* attachedRecorder(PyThreadState* thread) {
+    if (thread->c_tracefunc != traceFunction) return nullptr;
+    return reinterpret_cast<Recorder*>(thread->c_traceobj);
+}
+
+void forgetThisThread(Recorder*) {}
+
+bool startBackend(Tracer&) {
+    return findTraceLinesOffset();
+}
+
+void stopBackend() {
+    PyInterpreterState* interpreter = thisInterpreter();
+    for (PyThreadState* thread = PyInterpreterState_ThreadHead(interpreter); thread;
+         thread = PyThreadState_Next(thread))
+        detachThread(thread);
+}
+
+// threading.settrace(trace_thread_hook): each new threading.Thread calls
+// sys.settrace with it, and its first call (the thread's run()) puts the C
+// trace function in its place.
+PyObject* threadHook(PyObject*, PyObject* const* args, Py_ssize_t count) {
+    Recorder* recorder = adoptThisThread();
+    if (!recorder) {
+        PyEval_SetTrace(nullptr, nullptr);  // not recording any more
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (count >= 1 && PyFrame_Check(args[0]))
+        traceFunction(asObject(recorder), reinterpret_cast<PyFrameObject*>(args[0]), PyTrace_CALL,
+                      Py_None);
+    Py_RETURN_NONE;
+}
+
+Recorder* thisThreadRecorder() {
+    return adoptThisThread();
+}
+
+bool instrument(PyCodeObject*) {
+    return true;
+}
+
+#else
+// --- 3.12+: sys.monitoring -----------------------------------------------------------
+
+void setTraceLines(PyFrameObject*, bool) {}
+
+struct Monitoring {
+    PyObject* module = nullptr;   // sys.monitoring
+    PyObject* disable = nullptr;  // sys.monitoring.DISABLE
+    int tool = -1;
+    long localEvents = 0;
+    std::vector<PyObject*> instrumented;  // code objects with local events set
+} monitoring;
+
+PyObject* threadDictKey = nullptr;
+
+// The recorder of this thread, found in one thread-local load while
+// recording; the thread's dict owns it.
+struct ThreadSlot {
+    uint64_t session = 0;
+    Recorder* recorder = nullptr;
+};
+thread_local ThreadSlot threadSlot;
+
+Recorder* thisThreadRecorder() {
+    if (threadSlot.session == activeSession && threadSlot.recorder) [[likely]]
+        return threadSlot.recorder;
+    Recorder* recorder = adoptThisThread();
+    if (recorder) threadSlot = {activeSession, recorder};
+    return recorder;
+}
+
+void forgetThisThread(Recorder* recorder) {
+    if (threadSlot.recorder == recorder) threadSlot = {};
+}
+
+bool attach(PyThreadState* thread, Recorder* recorder) {
+    if (!thread->dict && !(thread->dict = PyDict_New())) return false;
+    return PyDict_SetItem(thread->dict, threadDictKey, asObject(recorder)) == 0;
+}
+
+Recorder* attachedRecorder(PyThreadState* thread) {
+    PyObject* value = thread->dict ? PyDict_GetItemWithError(thread->dict, threadDictKey) : nullptr;
+    if (!value) PyErr_Clear();
+    return value && Py_IS_TYPE(value, &RecorderType) ? reinterpret_cast<Recorder*>(value)
+                                                      : nullptr;
+}
+
+PyObject* none() {
+    Py_RETURN_NONE;
+}
+
+PyObject* disable() {
+    return Py_NewRef(monitoring.disable);
+}
+
+// The callbacks' small int arguments (offsets, lines).
+int smallInt(PyObject* value) {
+    auto* number = reinterpret_cast<PyLongObject*>(value);
+    if (PyUnstable_Long_IsCompact(number))
+        return static_cast<int>(PyUnstable_Long_CompactValue(number));
+    long result = PyLong_AsLong(value);
+    PyErr_Clear();
+    return static_cast<int>(result);
+}
+
+PyCodeObject* codeArgument(PyObject* const* args) {
+    return reinterpret_cast<PyCodeObject*>(args[0]);
+}
+
+// The selected code's CodeInfo, or null for code outside the selection.
+CodeInfo* selectedInfo(PyCodeObject* code) {
+    Tracer* tracer = activeTracer;
+    if (!tracer) return nullptr;
+    CodeInfo* info = tracer->info(code, nullptr);
+    if (info && !info->selected) {
+        tracer->noteCoroutine(*info);
+        return nullptr;
+    }
+    return info;
+}
+
+void enterFrame(PyCodeObject* code, CodeInfo& info, int offset) {
+    Recorder* recorder = thisThreadRecorder();
+    if (!recorder) return;
+    Tracer& tracer = *recorder->tracer;
+    tracer.noteCoroutine(info);
+    uint64_t task = tracer.entryTask(*recorder, info, [] { return PyEval_GetFrame(); });
+    recorder->enter(info.id, lineAt(info, code, offset), task);
+}
+
+// PY_START, PY_RESUME (code, offset): a call, or a generator resumed.
+PyObject* onStart(PyObject*, PyObject* const* args, Py_ssize_t) {
+    PyCodeObject* code = codeArgument(args);
+    CodeInfo* info = selectedInfo(code);
+    if (!info) return activeTracer ? disable() : none();
+    enterFrame(code, *info, smallInt(args[1]));
+    return none();
+}
+
+// PY_THROW (code, offset, exception): a generator resumed by throw().
+PyObject* onThrow(PyObject*, PyObject* const* args, Py_ssize_t) {
+    PyCodeObject* code = codeArgument(args);
+    if (CodeInfo* info = selectedInfo(code)) enterFrame(code, *info, smallInt(args[1]));
+    return none();
+}
+
+// PY_RETURN, PY_YIELD (code, offset, value): local to selected code.
+PyObject* onReturn(PyObject*, PyObject* const*, Py_ssize_t) {
+    if (Recorder* recorder = thisThreadRecorder()) recorder->leave();
+    return none();
+}
+
+// PY_UNWIND (code, offset, exception): a frame left by an exception.
+PyObject* onUnwind(PyObject*, PyObject* const* args, Py_ssize_t) {
+    if (!selectedInfo(codeArgument(args))) return none();
+    if (Recorder* recorder = thisThreadRecorder()) recorder->leave();
+    return none();
+}
+
+void recordException(PyCodeObject* code, CodeInfo& info, int offset) {
+    if (Recorder* recorder = thisThreadRecorder())
+        recorder->append(TraceEventKind::kException, lineAt(info, code, offset), 0);
+}
+
+// RAISE (code, offset, exception): raised in, or passing through, a frame.
+PyObject* onRaise(PyObject*, PyObject* const* args, Py_ssize_t) {
+    PyCodeObject* code = codeArgument(args);
+    if (CodeInfo* info = selectedInfo(code)) recordException(code, *info, smallInt(args[1]));
+    return none();
+}
+
+// STOP_ITERATION (code, offset, value), local: sys.settrace reports the
+// StopIteration a for loop or an await takes for the end of a generator.
+PyObject* onStopIteration(PyObject*, PyObject* const* args, Py_ssize_t) {
+    PyCodeObject* code = codeArgument(args);
+    if (CodeInfo* info = selectedInfo(code)) recordException(code, *info, smallInt(args[1]));
+    return none();
+}
+
+// LINE (code, line), local: the hot path.
+PyObject* onLine(PyObject*, PyObject* const* args, Py_ssize_t) {
+    if (Recorder* recorder = thisThreadRecorder())
+        recorder->append(TraceEventKind::kLine, smallInt(args[1]), 0);
+    return none();
+}
+
+// JUMP (code, from, to), local: sys.settrace reports a backward jump to the
+// same line (a loop on one line, a comprehension) as that line again, as
+// Python/legacy_tracing.c does; any other jump is left to LINE.
+PyObject* onJump(PyObject*, PyObject* const* args, Py_ssize_t) {
+    PyCodeObject* code = codeArgument(args);
+    int from = smallInt(args[1]);
+    int to = smallInt(args[2]);
+    CodeInfo* info = to <= from ? selectedInfo(code) : nullptr;
+    if (!info) return disable();
+    int line = lineAt(*info, code, to);
+    if (line != lineAt(*info, code, from)) return disable();
+    if (line < 0) return none();
+    if (Recorder* recorder = thisThreadRecorder())
+        recorder->append(TraceEventKind::kLine, line, 0);
+    return none();
+}
+
+struct Callback {
+    const char* event;  // the name in sys.monitoring.events
+    bool local;         // set on selected code only
+    PyMethodDef method;
+    PyObject* function = nullptr;
+};
+
+Callback callbacks[] = {
+    {"PY_START", false, {"trace_py_start", (PyCFunction)(void (*)())onStart, METH_FASTCALL}},
+    {"PY_RESUME", false, {"trace_py_resume", (PyCFunction)(void (*)())onStart, METH_FASTCALL}},
+    {"PY_THROW", false, {"trace_py_throw", (PyCFunction)(void (*)())onThrow, METH_FASTCALL}},
+    {"PY_UNWIND", false, {"trace_py_unwind", (PyCFunction)(void (*)())onUnwind, METH_FASTCALL}},
+    {"RAISE", false, {"trace_raise", (PyCFunction)(void (*)())onRaise, METH_FASTCALL}},
+    {"PY_RETURN", true, {"trace_py_return", (PyCFunction)(void (*)())onReturn, METH_FASTCALL}},
+    {"PY_YIELD", true, {"trace_py_yield", (PyCFunction)(void (*)())onReturn, METH_FASTCALL}},
+    {"STOP_ITERATION", true,
+     {"trace_stop_iteration", (PyCFunction)(void (*)())onStopIteration, METH_FASTCALL}},
+    {"LINE", true, {"trace_line", (PyCFunction)(void (*)())onLine, METH_FASTCALL}},
+    {"JUMP", true, {"trace_jump", (PyCFunction)(void (*)())onJump, METH_FASTCALL}},
+};
+
+// sys.monitoring.<name>(args...) by format; false with an exception set.
+template <typename... Args>
+bool callMonitoring(const char* name, const char* format, Args... args) {
+    PyObject* result = PyObject_CallMethod(monitoring.module, name, format, args...);
+    Py_XDECREF(result);
+    return result != nullptr;
+}
+
+long eventBit(const char* name) {
+    PyObject* events = PyObject_GetAttrString(monitoring.module, "events");
+    PyObject* bit = events ? PyObject_GetAttrString(events, name) : nullptr;
+    long value = bit ? PyLong_AsLong(bit) : -1;
+    Py_XDECREF(bit);
+    Py_XDECREF(events);
+    return value;
+}
+
+bool loadMonitoring() {
+    if (monitoring.module) return true;
+    PyObject* module = PySys_GetObject("monitoring");  // borrowed
+    if (!module) {
+        PyErr_SetString(PyExc_RuntimeError, "sys.monitoring is missing");
+        return false;
+    }
+    monitoring.disable = PyObject_GetAttrString(module, "DISABLE");
+    threadDictKey = PyUnicode_InternFromString("vigil.trace_recorder");
+    if (!monitoring.disable || !threadDictKey) return false;
+    monitoring.module = Py_NewRef(module);
+    for (Callback& callback : callbacks) {
+        if (!callback.function && !(callback.function = PyCFunction_New(&callback.method, nullptr)))
+            return false;
+    }
+    return true;
+}
+
+// PROFILER_ID, or else one of the ids PEP 669 leaves unnamed.
+bool claimTool() {
+    for (int tool : {2, 3, 4}) {
+        PyObject* owner = PyObject_CallMethod(monitoring.module, "get_tool", "i", tool);
+        if (!owner) return false;
+        bool free = owner == Py_None;
+        Py_DECREF(owner);
+        if (free && callMonitoring("use_tool_id", "is", tool, "vigil")) {
+            monitoring.tool = tool;
+            return true;
+        }
+        PyErr_Clear();
+    }
+    PyErr_SetString(PyExc_RuntimeError,
+                    "sys.monitoring: tool ids 2-4 are all in use (another profiler or debugger)");
+    return false;
+}
+
+bool registerCallbacks(long& globalEvents) {
+    for (Callback& callback : callbacks) {
+        long bit = eventBit(callback.event);
+        if (bit < 0) return false;
+        (callback.local ? monitoring.localEvents : globalEvents) |= bit;
+        if (!callMonitoring("register_callback", "ilO", monitoring.tool, bit, callback.function))
+            return false;
+    }
+    return true;
+}
+
+bool instrument(PyCodeObject* code) {
+    auto* object = reinterpret_cast<PyObject*>(code);
+    if (!callMonitoring("set_local_events", "iOl", monitoring.tool, object,
+                        monitoring.localEvents)) {
+        PyErr_Clear();  // a shim code object, say: not recorded
+        return false;
+    }
+    monitoring.instrumented.push_back(Py_NewRef(object));
+    return true;
+}
+
+void releaseTool() {
+    for (PyObject* code : monitoring.instrumented) {
+        if (!callMonitoring("set_local_events", "iOi", monitoring.tool, code, 0)) PyErr_Clear();
+        Py_DECREF(code);
+    }
+    monitoring.instrumented.clear();
+    for (Callback& callback : callbacks) {
+        long bit = eventBit(callback.event);
+        if (bit < 0 || !callMonitoring("register_callback", "ilO", monitoring.tool, bit, Py_None))
+            PyErr_Clear();
+    }
+    if (!callMonitoring("free_tool_id", "i", monitoring.tool)) PyErr_Clear();
+    monitoring.tool = -1;
+}
+
+bool startBackend(Tracer&) {
+    if (!loadMonitoring() || !claimTool()) return false;
+    long globalEvents = 0;
+    monitoring.localEvents = 0;
+    // restart_events: locations an earlier recording (or another tool with
+    // this id) disabled would stay silent for this one.
+    if (registerCallbacks(globalEvents) && callMonitoring("restart_events", nullptr) &&
+        callMonitoring("set_events", "il", monitoring.tool, globalEvents))
+        return true;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    releaseTool();
+    PyErr_Restore(type, value, traceback);
+    return false;
+}
+
+void stopBackend() {
+    if (monitoring.tool < 0) return;
+    if (!callMonitoring("set_events", "ii", monitoring.tool, 0)) PyErr_Clear();
+    releaseTool();
+}
+#endif
+
+// --- Starting and stopping ---------------------------------------------------------
+
+// Recorders for every thread of the interpreter, each holding its stack.
+bool attachAll(Tracer& tracer) {
+    PyThreadState* current = PyThreadState_Get();
+    for (PyThreadState* thread = PyInterpreterState_ThreadHead(thisInterpreter()); thread;
+         thread = PyThreadState_Next(thread)) {
+        Recorder* recorder = tracer.newRecorder();
+        if (!recorder) return false;
+        tracer.recordStack(*recorder, thread);
+        bool attached = attach(thread, recorder);
+        if (attached && thread == current) recorder->bind();
+        Py_DECREF(recorder);
+        if (!attached) return false;
+    }
+    return true;
+}
+
+bool prepare() {
+#ifdef Py_GIL_DISABLED
+    PyErr_SetString(PyExc_RuntimeError, "vigil.trace needs the GIL (not a free-threaded build)");
+    return false;
+#endif
+    if (!moduleNameKey && !(moduleNameKey = PyUnicode_InternFromString("__name__"))) return false;
+    return readyRecorderType() && requestCodeExtraIndex();
+}
+
+}  // namespace
+
+bool startTracing(TraceSelection selection, std::shared_ptr<TraceSink> sink) {
+    if (activeTracer) {
+        PyErr_SetString(PyExc_RuntimeError, "vigil.trace is already recording");
+        return false;
+    }
+    if (!prepare()) return false;
+    auto tracer = std::make_unique<Tracer>(std::move(selection), std::move(sink));
+    if (!startBackend(*tracer)) return false;
+    activeTracer = tracer.get();
+    activeSession = tracer->session();
+    if (!attachAll(*tracer)) {
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        stopTracing();
+        PyErr_Restore(type, value, traceback);
+        return false;
+    }
+    tracer.release();  // deleted by stopTracing
+    return true;
+}
+
+bool stopTracing() {
+    Tracer* tracer = activeTracer;
+    if (!tracer) return false;
+    stopBackend();
+    activeTracer = nullptr;
+    activeSession = 0;
+    tracer->detachAll();
+    delete tracer;
+    return true;
+}
+
+void flushTracing() {
+    if (activeTracer) activeTracer->flush();
+}
+
+bool setPreciseTimestamps(bool on) {
+    Recorder* recorder = activeTracer ? thisThreadRecorder() : nullptr;
+    if (!recorder) return false;
+    bool previous = recorder->precise;
+    if (previous != on) recorder->setPrecise(on);
+    return previous;
+}
+
+}  // namespace vigil::agent
