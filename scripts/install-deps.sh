@@ -8,7 +8,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libfmt-dev nlohmann-json3-dev libelf-dev
   python3 python3-pytest util-linux clang-format chromium
-  libprotobuf-dev protobuf-compiler zlib1g-dev
+  libprotobuf-dev protobuf-compiler zlib1g-dev libzstd-dev
   python3-jsonschema python3-protobuf golang-go libncurses-dev tmux
   libtomlplusplus-dev libsqlite3-dev python3-venv python3-pip python3-flask gunicorn wrk python3-django
 )

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/runtime.h"
+#include "agent/tracer.h"
 #include "core/errors.h"
 #include "core/objects.h"
 
@@ -279,6 +280,11 @@ PyMODINIT_FUNC PyInit__vigil() {
     if (!readyRequestType()) return nullptr;
     PyObject* module = PyModule_Create(&moduleDef);
     if (!module) return nullptr;
+    // The execution recorder's trace_* functions (tracer.cpp).
+    if (!addTraceFunctions(module)) {
+        Py_DECREF(module);
+        return nullptr;
+    }
     transactionVar = PyContextVar_New("vigil_request", nullptr);
     configError = PyErr_NewExceptionWithDoc("vigil.ConfigError",
                                             "The agent's configuration is wrong: the message "

@@ -155,7 +155,10 @@ void registerRequest(RequestObject* self, Agent& agent, ThreadCache& thread) {
     RequestTexts texts(self);
     self->decision =
         agent.rules().begin(utf8(self->name), texts.user(), texts.attributes(), randomDraw(thread));
-    if (self->decision.actions) self->cpuStartNs = threadCpuNs();
+    // The thread's CPU clock is a system call: read only for requests a log
+    // or profile rule may keep (every request may crash, but a crash record
+    // goes without its CPU time).
+    if (self->decision.actions & (kLog | kProfile)) self->cpuStartNs = threadCpuNs();
     auto slot = state.claim(thread.slotHint);
     if (!slot) {
         state.counters().requestsUntracked.fetch_add(1, std::memory_order_relaxed);
@@ -202,7 +205,8 @@ FinishedRequest recordOf(const RequestObject* self, Agent& agent, int64_t durati
     record.nativeThreadId = threadCache.nativeId;
     record.startNs = self->startNs;
     record.durationNs = durationNs;
-    record.cpuNs = self->decision.actions ? threadCpuNs() - self->cpuStartNs : -1;
+    record.cpuNs =
+        self->decision.actions & (kLog | kProfile) ? threadCpuNs() - self->cpuStartNs : -1;
     record.outcome = failure ? "error" : "ok";
     record.httpStatus = self->status;
     for (const auto& [key, value] : texts.attributes()) record.attributes.emplace_back(key, value);

@@ -86,7 +86,8 @@ int64_t monotonicNs() {
 
 std::string_view utf8(PyObject* text) {
     Py_ssize_t size = 0;
-    const char* data = text && PyUnicode_Check(text) ? PyUnicode_AsUTF8AndSize(text, &size) : nullptr;
+    const char* data =
+        text && PyUnicode_Check(text) ? PyUnicode_AsUTF8AndSize(text, &size) : nullptr;
     if (!data) {
         PyErr_Clear();
         return {};
@@ -219,6 +220,7 @@ bool cacheInfo(PyCodeObject* code, CodeInfo* info) {
 #endif
 }
 
+#if PY_VERSION_HEX >= 0x030C0000
 // The line of an instruction (3.12+ callbacks give offsets), remembered for
 // a few offsets per code object.
 int lineAt(CodeInfo& info, PyCodeObject* code, int offset) {
@@ -229,6 +231,7 @@ int lineAt(CodeInfo& info, PyCodeObject* code, int offset) {
     if (info.lines.size() < kCachedLines) info.lines.emplace_back(offset, line);
     return line;
 }
+#endif
 
 PyObject* moduleNameKey = nullptr;  // "__name__"
 
@@ -254,7 +257,7 @@ class Tracer;
 // it. Constructed in memory from PyObject_Malloc (placement new).
 struct Recorder {
     PyObject base;
-    Tracer* tracer = nullptr;    // null once detached
+    Tracer* tracer = nullptr;     // null once detached
     ThreadEvents* out = nullptr;  // the sink's, from the thread's first event
     std::unique_ptr<TraceEvent[]> events;
     uint32_t used = 0;
@@ -269,7 +272,7 @@ struct Recorder {
         event.value = value;
         event.line = line;
         event.kind = kind;
-        if (++used == capacity) flush();
+        if (++used == capacity) full();
     }
     void switchTo(uint64_t newTask) {
         if (newTask == task) return;
@@ -294,6 +297,7 @@ struct Recorder {
     }
 
     bool bind();
+    void full();
     void flush();
     void detach();
 };
@@ -315,16 +319,15 @@ class Tracer {
 
     uint64_t session() const { return session_; }
     TraceSink& sink() { return *sink_; }
-    bool coroutinesSeen() const { return coroutinesSeen_; }
 
     // What to do with code, decided at its first sight in this recording
-    // (from the module of globals, or of the running frame when null); null
-    // when it cannot be known (no memory): not recorded.
-    CodeInfo* info(PyCodeObject* code, PyObject* globals) {
+    // by the module of frame (null: of the running frame); null when it
+    // cannot be known (no memory): not recorded.
+    CodeInfo* info(PyCodeObject* code, PyFrameObject* frame) {
         CodeInfo* info = cachedInfo(code);
         if (info && info->session == session_) [[likely]]
             return info;
-        return decide(code, globals, info);
+        return decide(code, frame ? globalsOf(frame) : PyEval_GetGlobals(), info);
     }
     void noteCoroutine(const CodeInfo& info) { coroutinesSeen_ |= info.coroutine; }
 
@@ -341,7 +344,7 @@ class Tracer {
     void forget(Recorder* recorder) { std::erase(recorders_, recorder); }
     void recordStack(Recorder& recorder, PyThreadState* thread);
     void flush() {
-        for (Recorder* recorder : recorders_) recorder->flush();
+        for (Recorder* recorder : recorders_) recorder->flush();  // unbound ones keep theirs
     }
     void detachAll() {
         while (!recorders_.empty()) recorders_.back()->detach();
@@ -374,7 +377,7 @@ CodeInfo* Tracer::decide(PyCodeObject* code, PyObject* globals, CodeInfo* stale)
     info->session = session_;
     info->coroutine = (code->co_flags & kCoroutineFlags) != 0;
     std::string_view file = utf8(code->co_filename);
-    std::string_view module = moduleNameOf(globals ? globals : PyEval_GetGlobals());
+    std::string_view module = moduleNameOf(globals);
     info->selected = selection_.matches(module, file) && instrument(code);
     if (info->selected) info->id = sink_->defineCode(file, qualnameOf(code), code->co_firstlineno);
     return info;
@@ -398,18 +401,19 @@ bool Recorder::bind() {
     return true;
 }
 
+void Recorder::full() {
+    if (out || !tracer) return flush();
+    // Not bound: its thread has not run since the recording started, and its
+    // stack at the start does not fit. Kept whole until the thread runs.
+    std::unique_ptr<TraceEvent[]> larger(new TraceEvent[capacity * 2]);
+    std::copy(events.get(), events.get() + used, larger.get());
+    events = std::move(larger);
+    capacity *= 2;
+}
+
 void Recorder::flush() {
-    if (!out && tracer) {
-        // Not bound: its thread has not run since the recording started, and
-        // its stack at the start does not fit. Keep it all until it does.
-        std::unique_ptr<TraceEvent[]> larger(new TraceEvent[capacity * 2]);
-        std::copy(events.get(), events.get() + used, larger.get());
-        events = std::move(larger);
-        capacity *= 2;
-        return;
-    }
     if (out && tracer && used) out->write({events.get(), used});
-    used = 0;
+    if (out || !tracer) used = 0;
 }
 
 void Recorder::detach() {
@@ -433,14 +437,14 @@ void Tracer::recordStack(Recorder& recorder, PyThreadState* thread) {
     for (PyFrameObject* frame = innermostFrame(thread); frame; frame = callerOf(frame))
         stack.push_back(frame);
     for (auto frame = stack.rbegin(); frame != stack.rend(); ++frame) {
-        CodeInfo* code = info(codeOf(*frame), globalsOf(*frame));
+        CodeInfo* code = info(codeOf(*frame), *frame);
         bool selected = code && code->selected;
         setTraceLines(*frame, selected);
         if (!selected) continue;
         noteCoroutine(*code);
         int line = PyFrame_GetLineNumber(*frame);
 #if PY_VERSION_HEX < 0x030A0000
-        (*frame)->f_lineno = line;  // kept up to date only by line events since
+        (*frame)->f_lineno = line;  // 3.8-3.9 update it at traced line events only
 #endif
         recorder.enter(code->id, line, taskOf(*frame));
     }
@@ -466,9 +470,14 @@ bool attach(PyThreadState* thread, Recorder* recorder);
 Recorder* attachedRecorder(PyThreadState* thread);
 void forgetThisThread(Recorder* recorder);
 
-// This thread's recorder, made when the thread has none (a thread not
-// started by threading before 3.12, any new thread on 3.12+); null when
-// not recording.
+// This thread's recorder, made when the thread has none (before 3.12 a
+// thread not running the trace function yet; on 3.12+ any new thread); null
+// when not recording. Before 3.12 the frames it runs began without the
+// trace function: the stack is recorded (their line events turned off or
+// not). On 3.12+ every frame of a new thread began during the recording,
+// and the adoption happens in the callback of its first selected one.
+constexpr bool kAdoptStack = PY_VERSION_HEX < 0x030C0000;
+
 Recorder* adoptThisThread() {
     Tracer* tracer = activeTracer;
     if (!tracer) return nullptr;
@@ -476,6 +485,7 @@ Recorder* adoptThisThread() {
     Recorder* recorder = attachedRecorder(thread);
     if (!recorder || recorder->tracer != tracer) {
         recorder = tracer->newRecorder();
+        if (recorder && kAdoptStack) tracer->recordStack(*recorder, thread);
         bool attached = recorder && attach(thread, recorder);
         Py_XDECREF(recorder);  // the thread state holds it when attached
         if (!attached) {
@@ -546,17 +556,19 @@ bool selectedFrame(PyFrameObject* frame) {
 }
 
 void onCall(Recorder& recorder, PyFrameObject* frame) {
+    if (!recorder.tracer) [[unlikely]]
+        return;  // detached: this thread lost its trace function at the stop
     Tracer& tracer = *recorder.tracer;
-    CodeInfo* info = tracer.info(codeOf(frame), globalsOf(frame));
+    CodeInfo* info = tracer.info(codeOf(frame), frame);
     if (!info || !info->selected) {
         if (info) tracer.noteCoroutine(*info);
         setTraceLines(frame, false);
         return;
     }
     tracer.noteCoroutine(*info);
-    recorder.enter(info->id, lineOf(frame), tracer.entryTask(recorder, *info, [frame] {
-        return frame;
-    }));
+    setTraceLines(frame, true);  // a generator an earlier recording left unselected
+    recorder.enter(info->id, lineOf(frame),
+                   tracer.entryTask(recorder, *info, [frame] { return frame; }));
 }
 
 int traceFunction(PyObject* object, PyFrameObject* frame, int what, PyObject*) {
@@ -574,8 +586,7 @@ int traceFunction(PyObject* object, PyFrameObject* frame, int what, PyObject*) {
             if (selectedFrame(frame)) recorder.leave();
             break;
         case PyTrace_EXCEPTION:
-            if (selectedFrame(frame))
-                recorder.append(TraceEventKind::kException, lineOf(frame), 0);
+            if (selectedFrame(frame)) recorder.append(TraceEventKind::kException, lineOf(frame), 0);
             break;
         default:
             break;
@@ -583,23 +594,40 @@ int traceFunction(PyObject* object, PyFrameObject* frame, int what, PyObject*) {
     return 0;
 }
 
+#if PY_VERSION_HEX < 0x03090000
+// 3.8 has no _PyEval_SetTrace: the fields PyEval_SetTrace sets for its own
+// thread (Python/ceval.c), for any thread.
+void setTraceFields(PyThreadState* thread, Py_tracefunc function, PyObject* object) {
+    PyObject* previous = thread->c_traceobj;
+    Py_XINCREF(object);
+    thread->c_traceobj = object;
+    thread->c_tracefunc = function;
+    thread->use_tracing = function || thread->c_profilefunc;
+    Py_XDECREF(previous);
+}
+
+// 3.8 also counts the threads that trace (_PyRuntime.ceval.tracing_possible:
+// while it is 0 no thread gets line events), and only PyEval_SetTrace keeps
+// that count. The recording counts as one thread: PyEval_SetTrace at its
+// start and at its stop, the calling thread's own fields put back around.
+void countRecording(bool on) {
+    PyThreadState* current = PyThreadState_Get();
+    Py_tracefunc function = current->c_tracefunc;
+    PyObject* object = current->c_traceobj;
+    Py_XINCREF(object);
+    setTraceFields(current, on ? nullptr : traceFunction, nullptr);
+    PyEval_SetTrace(on ? traceFunction : nullptr, nullptr);
+    PyErr_Clear();
+    setTraceFields(current, function, object);
+    Py_XDECREF(object);
+}
+#endif
+
 bool attach(PyThreadState* thread, Recorder* recorder) {
 #if PY_VERSION_HEX >= 0x03090000
     return _PyEval_SetTrace(thread, traceFunction, asObject(recorder)) == 0;
 #else
-    if (thread == PyThreadState_Get()) {
-        PyEval_SetTrace(traceFunction, asObject(recorder));
-        return !PyErr_Occurred();
-    }
-    // 3.8 has no _PyEval_SetTrace: the fields PyEval_SetTrace sets in its own
-    // thread (Python/ceval.c). The count of tracing threads it keeps is left
-    // as is: the starting thread's PyEval_SetTrace made it non-zero.
-    PyObject* previous = thread->c_traceobj;
-    Py_INCREF(recorder);
-    thread->c_traceobj = asObject(recorder);
-    thread->c_tracefunc = traceFunction;
-    thread->use_tracing = 1;
-    Py_XDECREF(previous);
+    setTraceFields(thread, traceFunction, asObject(recorder));
     return true;
 #endif
 }
@@ -609,16 +637,7 @@ void detachThread(PyThreadState* thread) {
 #if PY_VERSION_HEX >= 0x03090000
     if (_PyEval_SetTrace(thread, nullptr, nullptr) < 0) PyErr_Clear();
 #else
-    if (thread == PyThreadState_Get()) {
-        PyEval_SetTrace(nullptr, nullptr);
-        PyErr_Clear();
-        return;
-    }
-    PyObject* previous = thread->c_traceobj;
-    thread->c_tracefunc = nullptr;
-    thread->c_traceobj = nullptr;
-    thread->use_tracing = thread->c_profilefunc != nullptr;
-    Py_XDECREF(previous);
+    setTraceFields(thread, nullptr, nullptr);
 #endif
 }
 
@@ -630,7 +649,11 @@ Recorder* attachedRecorder(PyThreadState* thread) {
 void forgetThisThread(Recorder*) {}
 
 bool startBackend(Tracer&) {
-    return findTraceLinesOffset();
+    if (!findTraceLinesOffset()) return false;
+#if PY_VERSION_HEX < 0x03090000
+    countRecording(true);
+#endif
+    return true;
 }
 
 void stopBackend() {
@@ -638,21 +661,19 @@ void stopBackend() {
     for (PyThreadState* thread = PyInterpreterState_ThreadHead(interpreter); thread;
          thread = PyThreadState_Next(thread))
         detachThread(thread);
+#if PY_VERSION_HEX < 0x03090000
+    countRecording(false);
+#endif
 }
 
 // threading.settrace(trace_thread_hook): each new threading.Thread calls
 // sys.settrace with it, and its first call (the thread's run()) puts the C
-// trace function in its place.
-PyObject* threadHook(PyObject*, PyObject* const* args, Py_ssize_t count) {
-    Recorder* recorder = adoptThisThread();
-    if (!recorder) {
-        PyEval_SetTrace(nullptr, nullptr);  // not recording any more
-        PyErr_Clear();
-        Py_RETURN_NONE;
-    }
-    if (count >= 1 && PyFrame_Check(args[0]))
-        traceFunction(asObject(recorder), reinterpret_cast<PyFrameObject*>(args[0]), PyTrace_CALL,
-                      Py_None);
+// trace function in place of the Python one (and of its count on 3.8). The
+// frame called is on the stack the adoption records: that is its call.
+PyObject* threadHook(PyObject*, PyObject* const*, Py_ssize_t) {
+    PyEval_SetTrace(nullptr, nullptr);
+    PyErr_Clear();
+    adoptThisThread();
     Py_RETURN_NONE;
 }
 
@@ -688,7 +709,7 @@ struct ThreadSlot {
 thread_local ThreadSlot threadSlot;
 
 Recorder* thisThreadRecorder() {
-    if (threadSlot.session == activeSession && threadSlot.recorder) [[likely]]
+    if (threadSlot.session == activeSession) [[likely]]  // sessions start at 1
         return threadSlot.recorder;
     Recorder* recorder = adoptThisThread();
     if (recorder) threadSlot = {activeSession, recorder};
@@ -707,8 +728,7 @@ bool attach(PyThreadState* thread, Recorder* recorder) {
 Recorder* attachedRecorder(PyThreadState* thread) {
     PyObject* value = thread->dict ? PyDict_GetItemWithError(thread->dict, threadDictKey) : nullptr;
     if (!value) PyErr_Clear();
-    return value && Py_IS_TYPE(value, &RecorderType) ? reinterpret_cast<Recorder*>(value)
-                                                      : nullptr;
+    return value && Py_IS_TYPE(value, &RecorderType) ? reinterpret_cast<Recorder*>(value) : nullptr;
 }
 
 PyObject* none() {
@@ -822,8 +842,7 @@ PyObject* onJump(PyObject*, PyObject* const* args, Py_ssize_t) {
     int line = lineAt(*info, code, to);
     if (line != lineAt(*info, code, from)) return disable();
     if (line < 0) return none();
-    if (Recorder* recorder = thisThreadRecorder())
-        recorder->append(TraceEventKind::kLine, line, 0);
+    if (Recorder* recorder = thisThreadRecorder()) recorder->append(TraceEventKind::kLine, line, 0);
     return none();
 }
 
@@ -842,7 +861,8 @@ Callback callbacks[] = {
     {"RAISE", false, {"trace_raise", (PyCFunction)(void (*)())onRaise, METH_FASTCALL}},
     {"PY_RETURN", true, {"trace_py_return", (PyCFunction)(void (*)())onReturn, METH_FASTCALL}},
     {"PY_YIELD", true, {"trace_py_yield", (PyCFunction)(void (*)())onReturn, METH_FASTCALL}},
-    {"STOP_ITERATION", true,
+    {"STOP_ITERATION",
+     true,
      {"trace_stop_iteration", (PyCFunction)(void (*)())onStopIteration, METH_FASTCALL}},
     {"LINE", true, {"trace_line", (PyCFunction)(void (*)())onLine, METH_FASTCALL}},
     {"JUMP", true, {"trace_jump", (PyCFunction)(void (*)())onJump, METH_FASTCALL}},
@@ -979,6 +999,7 @@ bool attachAll(Tracer& tracer) {
     return true;
 }
 
+// What the first recording needs once.
 bool prepare() {
 #ifdef Py_GIL_DISABLED
     PyErr_SetString(PyExc_RuntimeError, "vigil.trace needs the GIL (not a free-threaded build)");
@@ -996,19 +1017,19 @@ bool startTracing(TraceSelection selection, std::shared_ptr<TraceSink> sink) {
         return false;
     }
     if (!prepare()) return false;
-    auto tracer = std::make_unique<Tracer>(std::move(selection), std::move(sink));
-    if (!startBackend(*tracer)) return false;
-    activeTracer = tracer.get();
-    activeSession = tracer->session();
-    if (!attachAll(*tracer)) {
-        PyObject *type, *value, *traceback;
-        PyErr_Fetch(&type, &value, &traceback);
-        stopTracing();
-        PyErr_Restore(type, value, traceback);
+    auto* tracer = new Tracer(std::move(selection), std::move(sink));  // stopTracing deletes it
+    if (!startBackend(*tracer)) {
+        delete tracer;
         return false;
     }
-    tracer.release();  // deleted by stopTracing
-    return true;
+    activeTracer = tracer;
+    activeSession = tracer->session();
+    if (attachAll(*tracer)) return true;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    stopTracing();
+    PyErr_Restore(type, value, traceback);
+    return false;
 }
 
 bool stopTracing() {
@@ -1032,6 +1053,214 @@ bool setPreciseTimestamps(bool on) {
     bool previous = recorder->precise;
     if (previous != on) recorder->setPrecise(on);
     return previous;
+}
+
+// --- The module's functions ------------------------------------------------------------
+
+namespace {
+
+// The sink of the last recording, read back after it stopped; until the
+// on-disk writer comes, the in-memory ones.
+std::shared_ptr<TraceSink> lastSink;
+CollectingSink* collectingSink = nullptr;
+CountingSink* countingSink = nullptr;
+
+constexpr Py_ssize_t kDefaultLimit = 1'000'000;
+
+bool readStrings(PyObject* sequence, const char* what, std::vector<std::string>& out) {
+    PyObject* items = PySequence_Fast(sequence, what);
+    if (!items) return false;
+    for (Py_ssize_t index = 0; index < PySequence_Fast_GET_SIZE(items); ++index) {
+        PyObject* item = PySequence_Fast_GET_ITEM(items, index);
+        const char* text = PyUnicode_Check(item) ? PyUnicode_AsUTF8(item) : nullptr;
+        if (!text) {
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_TypeError, "%s: not a str: %R", what, item);
+            Py_DECREF(items);
+            return false;
+        }
+        out.emplace_back(text);
+    }
+    Py_DECREF(items);
+    return true;
+}
+
+bool readSelection(PyObject* packages, PyObject* paths, TraceSelection& selection) {
+    std::vector<std::string> packageNames, pathGlobs;
+    if (!readStrings(packages, "packages", packageNames) || !readStrings(paths, "paths", pathGlobs))
+        return false;
+    for (std::string& name : packageNames) selection.addPackage(std::move(name));
+    for (const std::string& glob : pathGlobs) {
+        std::string problem;
+        if (!selection.addPath(glob, problem)) {
+            PyErr_Format(PyExc_ValueError, "paths: %s: %s", glob.c_str(), problem.c_str());
+            return false;
+        }
+    }
+    return true;
+}
+
+std::shared_ptr<TraceSink> makeSink(std::string_view kind, Py_ssize_t limit) {
+    if (kind == "collect") {
+        auto sink =
+            std::make_shared<CollectingSink>(static_cast<size_t>(std::max<Py_ssize_t>(limit, 0)));
+        collectingSink = sink.get();
+        countingSink = nullptr;
+        return sink;
+    }
+    if (kind == "count") {
+        auto sink = std::make_shared<CountingSink>();
+        countingSink = sink.get();
+        collectingSink = nullptr;
+        return sink;
+    }
+    PyErr_Format(PyExc_ValueError, "sink: %s: not collect or count", std::string(kind).c_str());
+    return nullptr;
+}
+
+PyObject* traceStart(PyObject*, PyObject* args, PyObject* kwargs) {
+    static const char* keywords[] = {"packages", "paths", "sink", "limit", nullptr};
+    PyObject *packages, *paths;
+    const char* sinkKind = "collect";
+    Py_ssize_t limit = kDefaultLimit;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|sn:trace_start",
+                                     const_cast<char**>(keywords), &packages, &paths, &sinkKind,
+                                     &limit))
+        return nullptr;
+    TraceSelection selection;
+    if (!readSelection(packages, paths, selection)) return nullptr;
+    if (activeTracer) {
+        PyErr_SetString(PyExc_RuntimeError, "vigil.trace is already recording");
+        return nullptr;
+    }
+    std::shared_ptr<TraceSink> sink = makeSink(sinkKind, limit);
+    if (!sink || !startTracing(std::move(selection), sink)) return nullptr;
+    lastSink = std::move(sink);
+    Py_RETURN_NONE;
+}
+
+PyObject* traceStop(PyObject*, PyObject*) {
+    return PyBool_FromLong(stopTracing());
+}
+
+PyObject* traceRecording(PyObject*, PyObject*) {
+    return PyBool_FromLong(activeTracer != nullptr);
+}
+
+PyObject* tracePrecise(PyObject*, PyObject* on) {
+    int flag = PyObject_IsTrue(on);
+    if (flag < 0) return nullptr;
+    return PyBool_FromLong(setPreciseTimestamps(flag != 0));
+}
+
+PyObject* traceFlush(PyObject*, PyObject*) {
+    flushTracing();
+    Py_RETURN_NONE;
+}
+
+const char* kindName(TraceEventKind kind) {
+    static constexpr const char* kNames[] = {"call",      "line", "return",
+                                             "exception", "task", "precise"};
+    return kNames[static_cast<size_t>(kind)];
+}
+
+PyObject* orNone(PyObject* value, bool present) {
+    if (present) return value;
+    Py_XDECREF(value);
+    Py_RETURN_NONE;
+}
+
+// (thread, task, kind, file, line, time): see trace_collected's doc.
+PyObject* collectedTuple(const CollectingSink::Replayed& event, PyObject* file) {
+    bool hasLine = event.kind == TraceEventKind::kCall || event.kind == TraceEventKind::kLine ||
+                   event.kind == TraceEventKind::kException;
+    long line =
+        event.kind == TraceEventKind::kPrecise ? static_cast<long>(event.value) : event.line;
+    PyObject* lineObject =
+        orNone(PyLong_FromLong(line), hasLine || event.kind == TraceEventKind::kPrecise);
+    PyObject* time = orNone(PyLong_FromLongLong(event.timeNs), event.timeNs != 0);
+    if (!file) file = Py_None;
+    return Py_BuildValue("(LKsONN)", static_cast<long long>(event.thread),
+                         static_cast<unsigned long long>(event.task), kindName(event.kind), file,
+                         lineObject, time);
+}
+
+PyObject* traceCollected(PyObject*, PyObject*) {
+    if (!collectingSink) return PyList_New(0);
+    std::vector<CollectingSink::Replayed> events = collectingSink->replay();
+    std::vector<PyObject*> files;  // per code id, made once
+    PyObject* list = PyList_New(0);
+    for (const auto& event : events) {
+        PyObject* file = nullptr;
+        if (list && event.code != CollectingSink::kNoCode) {
+            if (files.size() <= event.code) files.resize(event.code + 1, nullptr);
+            const std::string& name = collectingSink->code(event.code).file;
+            if (!files[event.code])
+                files[event.code] = PyUnicode_DecodeFSDefaultAndSize(name.data(), name.size());
+            file = files[event.code];
+        }
+        PyObject* tuple = list ? collectedTuple(event, file) : nullptr;
+        if (!tuple || PyList_Append(list, tuple) < 0) Py_CLEAR(list);
+        Py_XDECREF(tuple);
+        if (!list) break;
+    }
+    for (PyObject* file : files) Py_XDECREF(file);
+    return list;
+}
+
+PyObject* traceCounts(PyObject*, PyObject*) {
+    if (!collectingSink && !countingSink) Py_RETURN_NONE;
+    PyObject* counts = PyDict_New();
+    for (uint8_t kind = 0; counts && kind <= static_cast<uint8_t>(TraceEventKind::kPrecise);
+         ++kind) {
+        auto eventKind = static_cast<TraceEventKind>(kind);
+        uint64_t count =
+            collectingSink ? collectingSink->count(eventKind) : countingSink->count(eventKind);
+        PyObject* value = PyLong_FromUnsignedLongLong(count);
+        if (!value || PyDict_SetItemString(counts, kindName(eventKind), value) < 0)
+            Py_CLEAR(counts);
+        Py_XDECREF(value);
+    }
+    PyObject* dropped =
+        counts ? PyLong_FromUnsignedLongLong(collectingSink ? collectingSink->dropped() : 0)
+               : nullptr;
+    if (counts && (!dropped || PyDict_SetItemString(counts, "dropped", dropped) < 0))
+        Py_CLEAR(counts);
+    Py_XDECREF(dropped);
+    return counts;
+}
+
+PyMethodDef traceFunctions[] = {
+    {"trace_start", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(traceStart)),
+     METH_VARARGS | METH_KEYWORDS,
+     "trace_start(packages, paths, sink='collect', limit=1000000): records the execution of "
+     "the code of these packages (module names) and files (globs), in every thread. sink: "
+     "'collect' keeps up to limit events for trace_collected(); 'count' only counts them."},
+    {"trace_stop", traceStop, METH_NOARGS,
+     "Stops the recording (every thread's last events reach the sink); False if none ran."},
+    {"trace_recording", traceRecording, METH_NOARGS, "Whether a recording runs."},
+    {"trace_precise", tracePrecise, METH_O,
+     "trace_precise(on) -> bool: whether this thread's events carry a timestamp from now on; "
+     "returns the previous setting (False when not recording)."},
+    {"trace_flush", traceFlush, METH_NOARGS, "Sends every thread's buffered events to the sink."},
+    {"trace_collected", traceCollected, METH_NOARGS,
+     "The last recording's events, if it collected them (private, for tests): a list of "
+     "(thread, task, kind, file, line, time) thread after thread. kind: call, line, return, "
+     "exception, task (a switch to task), precise (line: 1 when a precise section begins, 0 "
+     "when it ends); file: of the innermost entered code; line: None for return and task; "
+     "time: CLOCK_MONOTONIC ns inside a precise section, else None."},
+    {"trace_counts", traceCounts, METH_NOARGS,
+     "The last recording's events counted by kind (and dropped), or None."},
+#if PY_VERSION_HEX < 0x030C0000
+    {"trace_thread_hook", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(threadHook)),
+     METH_FASTCALL, "Given to threading.settrace: records each new thread."},
+#endif
+    {nullptr, nullptr, 0, nullptr},
+};
+
+}  // namespace
+
+bool addTraceFunctions(PyObject* module) {
+    return PyModule_AddFunctions(module, traceFunctions) == 0;
 }
 
 }  // namespace vigil::agent

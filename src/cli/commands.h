@@ -19,6 +19,9 @@ struct Verbosity {
     void say(std::string_view message) const;
 };
 
+// Writes text to standard output, flushed; OutputError when it cannot.
+void writeStdout(const std::string& text);
+
 Command addDumpCommand(CLI::App& app, const Verbosity& verbosity);
 Command addRecordCommand(CLI::App& app, const Verbosity& verbosity);
 Command addTopCommand(CLI::App& app, const Verbosity& verbosity);

@@ -64,10 +64,7 @@ int runDump(const DumpOptions& options, const Verbosity& verbosity) {
                                           2, ' ', false, nlohmann::json::error_handler_t::replace) +
                                           "\n"
                                     : dumpAsText(context);
-    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() ||
-        std::fflush(stdout) != 0) {
-        throw OutputError("cannot write the dump to standard output");
-    }
+    writeStdout(text);
     return snapshot.complete() ? 0 : static_cast<int>(ExitCode::kInconsistent);
 }
 

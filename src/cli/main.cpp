@@ -14,6 +14,11 @@ void Verbosity::say(std::string_view message) const {
     if (verbose) fmt::print(stderr, "vigil: {}\n", message);
 }
 
+void writeStdout(const std::string& text) {
+    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0)
+        throw OutputError("cannot write to standard output");
+}
+
 }  // namespace vigil::cli
 
 int main(int argc, char** argv) {

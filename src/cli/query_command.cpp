@@ -129,8 +129,7 @@ int runQuery(const QueryOptions& options) {
         std::vector<FinishedRequest> requests = reader.query(filter);
         text = options.json ? jsonText(requestsJson(requests)) : requestsText(requests);
     }
-    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0)
-        throw OutputError("cannot write to standard output");
+    writeStdout(text);
     return 0;
 }
 

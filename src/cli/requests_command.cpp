@@ -92,8 +92,7 @@ int runRequests(const RequestsOptions& options) {
                                .dump(2, ' ', false, nlohmann::json::error_handler_t::replace) +
                            "\n"
                      : asText(state, requests, now);
-    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0)
-        throw OutputError("cannot write to standard output");
+    writeStdout(text);
     return 0;
 }
 

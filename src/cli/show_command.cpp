@@ -172,8 +172,7 @@ int runShow(const ShowOptions& options) {
     StringTable strings;
     Profile profile = loadProfile(*request, strings, false);
     std::string text = showText(*request, profile);
-    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0)
-        throw OutputError("cannot write to standard output");
+    writeStdout(text);
     if (!options.output.empty()) writeOutput(*request, options);
     return 0;
 }

@@ -1,10 +1,11 @@
 """Finding every CPython on the machine at run time (never a hard-coded path)."""
-import glob
 import os
-import re
-import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from find_pythons import candidates  # noqa: E402  (one way of finding them, shared with the build)
 
 PROBE = "import sys, sysconfig; print('%d.%d.%d %s' % (sys.version_info[:3] + (sysconfig.get_config_var('Py_ENABLE_SHARED'),)))"
 
@@ -25,28 +26,6 @@ class Interpreter:
         return self.version[:2]
 
 
-def _pyenv_roots():
-    roots = []
-    if os.environ.get("PYENV_ROOT"):
-        roots.append(os.environ["PYENV_ROOT"])
-    if shutil.which("pyenv"):
-        try:
-            roots.append(subprocess.check_output(["pyenv", "root"], text=True).strip())
-        except (OSError, subprocess.CalledProcessError):
-            pass
-    roots.append(os.path.expanduser("~/.pyenv"))
-    return roots
-
-
-def _candidates():
-    paths = []
-    for root in _pyenv_roots():
-        paths += glob.glob(os.path.join(root, "versions", "*", "bin", "python[23].*[0-9]"))
-    for directory in ("/usr/bin", "/usr/local/bin"):
-        paths += glob.glob(os.path.join(directory, "python[23].*[0-9]"))
-    return [p for p in paths if re.search(r"python\d\.\d+$", p) and os.access(p, os.X_OK)]
-
-
 def _probe(path):
     try:
         out = subprocess.run([path, "-c", PROBE], capture_output=True, text=True, timeout=30)
@@ -61,7 +40,7 @@ def _probe(path):
 def find_all():
     """Every distinct interpreter (by real path), oldest first."""
     seen = {}
-    for path in _candidates():
+    for path in candidates():
         real = os.path.realpath(path)
         if real in seen:
             continue
