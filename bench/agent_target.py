@@ -19,7 +19,7 @@ import vigil
 
 def start_agent(mode, directory):
     if mode == "on":
-        assert vigil.start(state_dir=directory)
+        assert vigil.start(state_dir=directory, store_dir=os.path.join(directory, "store"))
 
 
 def loop_ns(body, count):

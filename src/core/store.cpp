@@ -601,9 +601,9 @@ bool StoreWriter::submit(FinishedRequest&& request) {
     }
     pending_.push_back(std::move(request));
     ++accepted_;
-    // One wake-up per batch, not per record: otherwise the thread sleeps
-    // until its next tick.
-    bool wake = pending_.size() == wakeAt_;
+    // Two wake-ups per batch, not one per record: its first record ends the
+    // idle sleep, a full batch ends the wait for more.
+    bool wake = pending_.size() == 1 || pending_.size() == wakeAt_;
     lock.unlock();
     if (wake) wake_.notify_one();
     return true;
@@ -639,6 +639,10 @@ bool StoreWriter::mustWake() const {
 void StoreWriter::run() {
     std::unique_lock lock(mutex_);
     for (;;) {
+        // Idle, the thread sleeps until a record comes (no periodic wake-up:
+        // the agent costs nothing while the application idles); then the
+        // batch gets kIdleWake to fill.
+        wake_.wait(lock, [this] { return mustWake() || !pending_.empty(); });
         wake_.wait_for(lock, kIdleWake, [this] { return mustWake(); });
         if (paused_ && !stopping_) {
             park(lock);
