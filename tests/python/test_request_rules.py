@@ -161,6 +161,11 @@ def test_rules_reload_without_restart(python, tmp_path, how):
     assert json.loads(process.stdout.readline()) == {"ready": True}
     config.write_text(config.read_text().replace('requests = "a"', 'requests = "b"'))
     if how == "sighup":
+        # logrotate moves the file away, then sends SIGHUP: the agent reopens.
+        deadline = time.monotonic() + LOG_TIMEOUT
+        while not request_log(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first line reaches the file at the agent's next tick
+        (tmp_path / "requests.log").rename(tmp_path / "requests.log.1")
         process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + LOG_TIMEOUT
         while time.monotonic() < deadline:
@@ -171,8 +176,13 @@ def test_rules_reload_without_restart(python, tmp_path, how):
     out, err = process.communicate("go\n", timeout=120)
     assert process.returncode == 0, err
     facts = json.loads(out.splitlines()[-1])
-    logged = {line["txn"] for line in request_log(tmp_path)}
-    assert logged == {facts["before"][0], facts["after"][1]}
+    logged = [line["txn"] for line in request_log(tmp_path)]
+    if how == "sighup":
+        with open(tmp_path / "requests.log.1", encoding="utf-8") as rotated:
+            assert [json.loads(line)["txn"] for line in rotated] == [facts["before"][0]]
+        assert logged == [facts["after"][1]]
+    else:
+        assert logged == [facts["before"][0], facts["after"][1]]
 
 
 def test_bad_rules_fail_at_start_naming_file_and_key(python, tmp_path):
