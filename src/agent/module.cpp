@@ -27,8 +27,12 @@ std::string idsDir;
 PyObject* transactionVar = nullptr;
 PyObject* configError = nullptr;
 
-// The config object of the last start, kept to restart the agent after fork.
-std::unique_ptr<AgentConfig> lastConfig;
+// The running agent, else the last one started (stopped, or the parent's
+// in a forked child whose own agent failed to start); null before any start.
+Agent* lastAgent() {
+    if (agent) return agent;
+    return retiredAgents.empty() ? nullptr : retiredAgents.back();
+}
 
 PyObject* raise(const Error& error) {
     PyErr_SetString(error.code() == ExitCode::kConfig ? configError : PyExc_OSError, error.what());
@@ -68,7 +72,6 @@ bool startWith(const AgentConfig& config, const ConfigSource& source) {
     try {
         openIds(config.stateDir);
         agent = new Agent(config, source);
-        lastConfig = std::make_unique<AgentConfig>(config);
         if (!ids->fallbackReason().empty()) {
             nlohmann::json line = {{"event", "agent_warning"}, {"warning", ids->fallbackReason()}};
             agent->log().write(LogLevel::kWarning, line.dump());
@@ -158,9 +161,11 @@ PyObject* statePath(PyObject*, PyObject*) {
 }
 
 PyObject* settings(PyObject*, PyObject*) {
-    if (!lastConfig) Py_RETURN_NONE;
-    return Py_BuildValue("{s:s,s:s,s:s}", "logger", lastConfig->logger.c_str(), "header",
-                         lastConfig->header.c_str(), "log_path", lastConfig->logPath.c_str());
+    Agent* last = lastAgent();
+    if (!last) Py_RETURN_NONE;
+    const AgentConfig& config = last->config();
+    return Py_BuildValue("{s:s,s:s,s:s}", "logger", config.logger.c_str(), "header",
+                         config.header.c_str(), "log_path", config.logPath.c_str());
 }
 
 // The agent's counters (the state file's), for tests and for applications
@@ -205,8 +210,8 @@ PyObject* pumpLog(PyObject*, PyObject* args) {
     PyObject* emit = nullptr;
     int timeoutMs = 0;
     if (!PyArg_ParseTuple(args, "Oi:pump_log", &emit, &timeoutMs)) return nullptr;
-    // The last agent started, even once stopped: what it queued still goes out.
-    Agent* current = agent ? agent : (retiredAgents.empty() ? nullptr : retiredAgents.back());
+    // Even once stopped, what the agent queued still goes out.
+    Agent* current = lastAgent();
     if (!current) Py_RETURN_FALSE;
     std::optional<LogLine> line;
     Py_BEGIN_ALLOW_THREADS line = current->log().nextForLogger(timeoutMs);

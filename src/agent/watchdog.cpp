@@ -86,15 +86,8 @@ void Watchdog::sampleProfiled() {
         auto request = state_.read(slot);
         if (!request || !(request->flags & RequestSlot::kProfiled)) continue;
         running.push_back(request->serial);
-        int torn = 0;
-        try {
-            if (python->walkThread(request->threadState, request->interpreter, thread_, torn) &&
-                thread_.consistent && state_.read(slot) &&
-                state_.read(slot)->serial == request->serial)
-                profiler_->sample(request->serial, thread_);
-        } catch (const Error&) {
-            state_.counters().stackWalksFailed.fetch_add(1, std::memory_order_relaxed);
-        }
+        if (walkRequest(*request) && stillRunning(*request))
+            profiler_->sample(request->serial, thread_);
     }
     // Profiles of requests whose end never reached us (queue full).
     int64_t now = clockNs(CLOCK_MONOTONIC);
@@ -141,11 +134,10 @@ void Watchdog::checkLongRequests() {
 }
 
 void Watchdog::reportLongRequest(const RequestRecord& request, Watch& watch, int64_t now) {
-    json stack = requestStack(request);
+    json stack = walkRequest(request) ? stackJson(thread_) : json(nullptr);
     // The request may have ended while its stack was read: then the stack
     // is someone else's.
-    auto still = state_.read(request.slot);
-    if (!still || still->serial != request.serial) return;
+    if (!stillRunning(request)) return;
     ++watch.reports;
     watch.nextReportNs = now + static_cast<int64_t>(config_.interval * 1e9);
     json line = event("long_request");
@@ -174,14 +166,12 @@ void Watchdog::reportStacks() {
         Snapshot snapshot = python->snapshot({});
         json threads = json::array();
         for (const ThreadSnapshot& thread : snapshot.threads) {
-            json frames = json::array();
-            for (const FrameSnapshot& frame : thread.frames) frames.push_back(frameJson(frame));
             threads.push_back({{"thread_id", thread.threadId},
                                {"native_thread_id", thread.nativeThreadId},
                                {"name", thread.name},
                                {"holds_gil", thread.holdsGil},
                                {"consistent", thread.consistent},
-                               {"stack", std::move(frames)}});
+                               {"stack", stackJson(thread)}});
         }
         line["threads"] = std::move(threads);
     } catch (const Error& error) {
@@ -204,23 +194,31 @@ PythonProcess* Watchdog::process() {
     return process_.get();
 }
 
-json Watchdog::requestStack(const RequestRecord& request) {
+bool Watchdog::walkRequest(const RequestRecord& request) {
     PythonProcess* python = process();
-    if (!python || request.threadState == 0) return nullptr;
+    if (!python || request.threadState == 0) return false;
     int torn = 0;
     try {
         if (python->walkThread(request.threadState, request.interpreter, thread_, torn) &&
-            thread_.consistent) {
-            json frames = json::array();
-            for (const FrameSnapshot& frame : thread_.frames) frames.push_back(frameJson(frame));
-            return frames;
-        }
+            thread_.consistent)
+            return true;
     } catch (const Error&) {
         // Reading our own memory only fails with an unreadable address: the
         // thread went away mid-walk. Counted below like any failed walk.
     }
     state_.counters().stackWalksFailed.fetch_add(1, std::memory_order_relaxed);
-    return nullptr;
+    return false;
+}
+
+bool Watchdog::stillRunning(const RequestRecord& request) const {
+    auto now = state_.read(request.slot);
+    return now && now->serial == request.serial;
+}
+
+json Watchdog::stackJson(const ThreadSnapshot& thread) const {
+    json frames = json::array();
+    for (const FrameSnapshot& frame : thread.frames) frames.push_back(frameJson(frame));
+    return frames;
 }
 
 json Watchdog::frameJson(const FrameSnapshot& frame) const {

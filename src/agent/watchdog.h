@@ -48,9 +48,13 @@ class Watchdog {
     // The interpreter seen from inside, built at first need; null when it
     // could not be (said once in the log).
     PythonProcess* process();
-    // The stack of the thread running request, innermost first; null when it
-    // could not be read.
-    nlohmann::json requestStack(const RequestRecord& request);
+    // Walks the thread running request into thread_; false (counted) when
+    // its stack could not be read consistently.
+    bool walkRequest(const RequestRecord& request);
+    // The slot still holds that request: a stack just walked is its own.
+    bool stillRunning(const RequestRecord& request) const;
+    // A thread's stack, innermost first.
+    nlohmann::json stackJson(const ThreadSnapshot& thread) const;
     nlohmann::json frameJson(const FrameSnapshot& frame) const;
     nlohmann::json event(const char* name) const;
     void emit(LogLevel level, const nlohmann::json& line);

@@ -543,6 +543,25 @@ TEST(TraceFormatTest, ACorruptBlockIsNamedAndTheBlocksBeforeItStillRead) {
     EXPECT_EQ(reader.blocks().size(), 6u);
 }
 
+struct ForkedChild {
+    pid_t pid;
+    int fromChild;  // the read end of a pipe whose write end the child got
+};
+
+// Runs body(dir, writeFd) in a child process; pid -1 when fork failed.
+ForkedChild forkWithPipe(void (*body)(const std::string&, int), const std::string& dir) {
+    int pipeFds[2];
+    if (::pipe(pipeFds) != 0) return {-1, -1};
+    pid_t child = ::fork();
+    if (child == 0) {
+        ::close(pipeFds[0]);
+        body(dir, pipeFds[1]);
+        ::_exit(0);
+    }
+    ::close(pipeFds[1]);
+    return {child, pipeFds[0]};
+}
+
 // A child records, flushes, says so on `ready`, then keeps recording
 // until it is killed.
 [[noreturn]] void recordUntilKilled(const std::string& dir, int ready) {
@@ -559,18 +578,11 @@ TEST(TraceFormatTest, ACorruptBlockIsNamedAndTheBlocksBeforeItStillRead) {
 
 TEST(TraceFormatTest, AKilledWritersFlushedEventsAllRead) {
     TempDir dir;
-    int pipeFds[2];
-    ASSERT_EQ(::pipe(pipeFds), 0);
-    pid_t child = ::fork();
+    auto [child, fromChild] = forkWithPipe(recordUntilKilled, dir.trace());
     ASSERT_GE(child, 0);
-    if (child == 0) {
-        ::close(pipeFds[0]);
-        recordUntilKilled(dir.trace(), pipeFds[1]);
-    }
-    ::close(pipeFds[1]);
     char byte = 0;
-    ASSERT_EQ(::read(pipeFds[0], &byte, 1), 1);
-    ::close(pipeFds[0]);
+    ASSERT_EQ(::read(fromChild, &byte, 1), 1);
+    ::close(fromChild);
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     ::kill(child, SIGKILL);
     int status = 0;
@@ -714,20 +726,13 @@ TEST(TraceFormatTest, TheSizeLimitDropsTheOldestSegments) {
 
 TEST(TraceFormatTest, AWriteErrorStopsTheRecordingWithOneReport) {
     TempDir dir;
-    int pipeFds[2];
-    ASSERT_EQ(::pipe(pipeFds), 0);
-    pid_t child = ::fork();
+    auto [child, fromChild] = forkWithPipe(recordPastTheFileSizeLimit, dir.trace());
     ASSERT_GE(child, 0);
-    if (child == 0) {
-        ::close(pipeFds[0]);
-        recordPastTheFileSizeLimit(dir.trace(), pipeFds[1]);
-    }
-    ::close(pipeFds[1]);
     std::string reports;
     char buffer[512];
-    for (ssize_t got; (got = ::read(pipeFds[0], buffer, sizeof(buffer))) > 0;)
+    for (ssize_t got; (got = ::read(fromChild, buffer, sizeof(buffer))) > 0;)
         reports.append(buffer, static_cast<size_t>(got));
-    ::close(pipeFds[0]);
+    ::close(fromChild);
     int status = 0;
     ::waitpid(child, &status, 0);
     ASSERT_TRUE(WIFEXITED(status));
