@@ -96,32 +96,53 @@ def wait_for_port(port, process):
 WRK_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
 
 
-def flask_rate(mode, seconds):
-    """Requests per second of wrk against gunicorn serving bench/flask_bench_app.py."""
+def worker_cpu_seconds(master):
+    """CPU time (user + system) of gunicorn's workers, from /proc."""
+    total = 0
+    with open("/proc/%d/task/%d/children" % (master, master)) as children:
+        for child in children.read().split():
+            with open("/proc/%s/stat" % child) as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+WRK_REQUESTS = re.compile(r"(\d+) requests in")
+
+
+def flask_run(mode, seconds):
+    """wrk against gunicorn serving bench/flask_bench_app.py: (requests per
+    second, worker CPU µs per request)."""
     port = free_port()
     with tempfile.TemporaryDirectory() as directory:
         env = dict(os.environ, PYTHONPATH=PACKAGE_DIR + ":" + FLASK_APP_DIR,
-                   VIGIL_BENCH_AGENT=mode, VIGIL_STATE_DIR=directory)
+                   VIGIL_BENCH_AGENT=mode, VIGIL_STATE_DIR=directory,
+                   VIGIL_STORE_DIR=os.path.join(directory, "store"))
         server = subprocess.Popen(
             ["/usr/bin/python3", "-m", "gunicorn", "-w", "1", "-b", "127.0.0.1:%d" % port,
              "--log-level", "warning", "flask_bench_app:app"], env=env)
         try:
             wait_for_port(port, server)
+            cpu_before = worker_cpu_seconds(server.pid)
             out = subprocess.run(["wrk", "-t1", "-c4", "-d%ds" % seconds,
                                   "http://127.0.0.1:%d/" % port],
                                  capture_output=True, text=True, check=True).stdout
+            cpu = worker_cpu_seconds(server.pid) - cpu_before
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait()
-    return float(WRK_RATE.search(out).group(1))
+    requests = int(WRK_REQUESTS.search(out).group(1))
+    return float(WRK_RATE.search(out).group(1)), 1e6 * cpu / requests
 
 
 def flask_throughput(runs, seconds):
-    rates = {"off": [], "on": []}
+    """Medians of interleaved runs: {mode: (req/s, worker CPU µs per request)}."""
+    results = {"off": [], "on": []}
     for _ in range(runs):
-        for mode in rates:
-            rates[mode].append(flask_rate(mode, seconds))
-    return {mode: statistics.median(values) for mode, values in rates.items()}
+        for mode in results:
+            results[mode].append(flask_run(mode, seconds))
+    return {mode: (statistics.median(r for r, _ in values), statistics.median(c for _, c in values))
+            for mode, values in results.items()}
 
 
 def main():
@@ -144,11 +165,13 @@ def main():
         print("| %s | %.2f | %.2f | %.3f | %+.2f |"
               % (python.id, costs["on"] / 1000, costs["off"] / 1000, idle, profiling), flush=True)
     if options.flask_runs:
-        rates = flask_throughput(options.flask_runs, options.flask_seconds)
-        change = 100 * (rates["on"] / rates["off"] - 1)
+        medians = flask_throughput(options.flask_runs, options.flask_seconds)
+        (rate_off, cpu_off), (rate_on, cpu_on) = medians["off"], medians["on"]
         print("\nFlask under gunicorn (1 sync worker, /usr/bin/python3), wrk -t1 -c4 -d%ds, %d "
-              "interleaved runs, medians: agent off %.0f req/s, agent on %.0f req/s (%+.2f%%)"
-              % (options.flask_seconds, options.flask_runs, rates["off"], rates["on"], change))
+              "interleaved runs, medians: agent off %.0f req/s, agent on %.0f req/s (%+.2f%%); "
+              "worker CPU per request %.1f µs off, %.1f µs on (%+.2f%%)"
+              % (options.flask_seconds, options.flask_runs, rate_off, rate_on,
+                 100 * (rate_on / rate_off - 1), cpu_off, cpu_on, 100 * (cpu_on / cpu_off - 1)))
 
 
 if __name__ == "__main__":
