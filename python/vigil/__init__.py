@@ -20,6 +20,7 @@ import functools
 import inspect
 import logging as _logging
 import os
+import sys
 import threading
 
 from . import _vigil
@@ -69,7 +70,19 @@ def start(config=None, **overrides):
                                     after_in_parent=_vigil.after_fork_in_parent,
                                     after_in_child=_after_fork_in_child)
             _start_log_pump()
+            _start_trace()
         return started
+
+
+def _start_trace():
+    """The recording [trace] asks for; a failure is told in one line and the
+    application goes on."""
+    from . import trace
+
+    try:
+        trace.start_from_settings(_vigil.settings())
+    except (OSError, RuntimeError) as error:
+        sys.stderr.write("vigil: execution trace not started: %s\n" % error)
 
 
 def stop():

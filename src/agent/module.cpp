@@ -160,12 +160,27 @@ PyObject* statePath(PyObject*, PyObject*) {
     return PyUnicode_FromString(agent->state().path().c_str());
 }
 
+PyObject* stringList(const std::vector<std::string>& items) {
+    PyObject* list = PyList_New(0);
+    for (const std::string& item : items) {
+        PyObject* text = list ? PyUnicode_FromStringAndSize(item.data(), item.size()) : nullptr;
+        if (!text || PyList_Append(list, text) < 0) Py_CLEAR(list);
+        Py_XDECREF(text);
+    }
+    return list;
+}
+
 PyObject* settings(PyObject*, PyObject*) {
     Agent* last = lastAgent();
     if (!last) Py_RETURN_NONE;
     const AgentConfig& config = last->config();
-    return Py_BuildValue("{s:s,s:s,s:s}", "logger", config.logger.c_str(), "header",
-                         config.header.c_str(), "log_path", config.logPath.c_str());
+    return Py_BuildValue("{s:s,s:s,s:s,s:s,s:N,s:N,s:s,s:O,s:L}", "logger", config.logger.c_str(),
+                         "header", config.header.c_str(), "log_path", config.logPath.c_str(),
+                         "service", config.service.c_str(), "trace_packages",
+                         stringList(config.tracePackages), "trace_paths",
+                         stringList(config.tracePaths), "trace_dir", config.traceDir.c_str(),
+                         "trace_create_dir", config.traceCreateDir ? Py_True : Py_False,
+                         "trace_max_size", static_cast<long long>(config.traceMaxSize));
 }
 
 // The agent's counters (the state file's), for tests and for applications

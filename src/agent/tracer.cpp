@@ -1,5 +1,5 @@
 // The execution recorder: records the execution of selected code, line by
-// line, in every thread, into a TraceSink.
+// line, in every thread, into a trace (src/trace/trace_writer.h).
 //
 // How, per version:
 // - 3.12+: sys.monitoring (PEP 669) with callbacks written in C. Globally
@@ -19,11 +19,12 @@
 // Whether a code object is selected is decided at its first sight and kept
 // in its co_extra slot (a CodeInfo): one lookup per call event.
 //
-// A thread's events go to its Recorder: a batch buffer (no virtual call
-// per event), a stack of the selected frames it entered, the task they run
-// in, and the precise flag. The thread state owns it (3.8-3.11: the trace
-// function's argument; 3.12+: the thread's dict), so a thread that ends
-// sends its last events.
+// A thread's events go to its Recorder, which appends them to the thread's
+// ThreadTrace (no lock, no system call: the writer's thread compresses and
+// writes), and keeps the stack of the selected frames it entered, the task
+// they run in, and the precise flag. The thread state owns it (3.8-3.11:
+// the trace function's argument; 3.12+: the thread's dict), so a thread
+// that ends ends its ThreadTrace.
 //
 // asyncio: a task runs a coroutine with send() from the event loop, so the
 // task of a frame is identified by the outermost coroutine of the chain of
@@ -35,7 +36,6 @@
 // kTaskSwitch event.
 #include "agent/tracer.h"
 
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -44,6 +44,9 @@
 #include <utility>
 
 #include <frameobject.h>
+
+#include "core/errors.h"
+#include "trace/trace_reader.h"
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
 #include <structmember.h>
 #endif
@@ -72,17 +75,9 @@ bool TraceSelection::matches(std::string_view module, std::string_view file) con
 namespace {
 
 constexpr int kCoroutineFlags = CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR;
-// Events per batch handed to the sink: one virtual call per 512 events.
-constexpr uint32_t kBatch = 512;
 // Instruction offsets whose line a code object remembers (3.12+): a few
 // resume points and loops; beyond that, each is looked up again.
 constexpr size_t kCachedLines = 16;
-
-int64_t monotonicNs() {
-    timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec * 1'000'000'000LL + now.tv_nsec;
-}
 
 std::string_view utf8(PyObject* text) {
     Py_ssize_t size = 0;
@@ -179,7 +174,7 @@ uint64_t taskOf(PyFrameObject* frame) {
 // with the code object. A recording decides again what an earlier one did.
 struct CodeInfo {
     uint64_t session = 0;
-    uint32_t id = 0;  // the sink's, when selected
+    uint32_t id = 0;  // the writer's, when selected
     bool selected = false;
     bool coroutine = false;
     std::vector<std::pair<int, int>> lines;  // instruction offset -> line (3.12+)
@@ -253,52 +248,54 @@ std::string_view qualnameOf(PyCodeObject* code) {
 
 class Tracer;
 
+// A selected frame found on a thread's stack when it starts being recorded.
+struct StackEntry {
+    uint32_t code;
+    int line;
+    uint64_t task;
+};
+
+// The writer takes lines as unsigned numbers; a code location with no line
+// (-1 on 3.12+) is kept at line 0.
+uint32_t lineNumber(int line) {
+    return line < 0 ? 0 : static_cast<uint32_t>(line);
+}
+
 // One thread's recording, a Python object so that its thread state can own
 // it. Constructed in memory from PyObject_Malloc (placement new).
 struct Recorder {
     PyObject base;
-    Tracer* tracer = nullptr;     // null once detached
-    ThreadEvents* out = nullptr;  // the sink's, from the thread's first event
-    std::unique_ptr<TraceEvent[]> events;
-    uint32_t used = 0;
-    uint32_t capacity = 0;
+    Tracer* tracer = nullptr;            // null once detached
+    ThreadTrace* out = nullptr;          // the writer's, from the thread's first event
+    std::vector<StackEntry> startStack;  // entered when the thread first runs
     bool precise = false;
     uint64_t task = 0;             // the task last written
     std::vector<uint64_t> frames;  // the task of each selected frame entered, not left
 
-    void append(TraceEventKind kind, int line, uint64_t value) {
-        TraceEvent& event = events[used];
-        event.timeNs = precise ? monotonicNs() : 0;
-        event.value = value;
-        event.line = line;
-        event.kind = kind;
-        if (++used == capacity) full();
-    }
+    void line(int number) { out->line(lineNumber(number)); }
+    void exception(int number) { out->exception(lineNumber(number)); }
     void switchTo(uint64_t newTask) {
         if (newTask == task) return;
         task = newTask;
-        append(TraceEventKind::kTaskSwitch, 0, newTask);
+        out->taskSwitch(newTask);
     }
-    void enter(uint32_t code, int line, uint64_t frameTask) {
+    void enter(uint32_t code, int number, uint64_t frameTask) {
         frames.push_back(frameTask);
         switchTo(frameTask);
-        append(TraceEventKind::kCall, line, code);
+        out->call(code, lineNumber(number));
     }
     void leave() {
-        append(TraceEventKind::kReturn, 0, 0);
+        out->ret();
         if (frames.empty()) return;
         frames.pop_back();
         if (!frames.empty()) switchTo(frames.back());
     }
     void setPrecise(bool on) {
-        if (on) precise = true;
-        append(TraceEventKind::kPrecise, 0, on);
         precise = on;
+        out->precise(on);
     }
 
     bool bind();
-    void full();
-    void flush();
     void detach();
 };
 
@@ -314,11 +311,16 @@ uint64_t nextSession = 1;
 
 class Tracer {
   public:
-    Tracer(TraceSelection selection, std::shared_ptr<TraceSink> sink)
-        : session_(nextSession++), selection_(std::move(selection)), sink_(std::move(sink)) {}
+    Tracer(TraceSelection selection, TraceTarget target, std::unique_ptr<TraceWriter> writer)
+        : session_(nextSession++),
+          selection_(std::move(selection)),
+          target_(std::move(target)),
+          writer_(std::move(writer)) {}
 
     uint64_t session() const { return session_; }
-    TraceSink& sink() { return *sink_; }
+    TraceWriter& writer() { return *writer_; }
+    const TraceSelection& selection() const { return selection_; }
+    const TraceTarget& target() const { return target_; }
 
     // What to do with code, decided at its first sight in this recording
     // by the module of frame (null: of the running frame); null when it
@@ -342,12 +344,23 @@ class Tracer {
 
     Recorder* newRecorder();
     void forget(Recorder* recorder) { std::erase(recorders_, recorder); }
-    void recordStack(Recorder& recorder, PyThreadState* thread);
-    void flush() {
-        for (Recorder* recorder : recorders_) recorder->flush();  // unbound ones keep theirs
-    }
+    std::vector<StackEntry> selectedStack(PyThreadState* thread);
     void detachAll() {
         while (!recorders_.empty()) recorders_.back()->detach();
+    }
+    // The writer, to be destroyed without the GIL: it waits for its thread.
+    std::unique_ptr<TraceWriter> takeWriter() { return std::move(writer_); }
+    // In a forked child: the writer's thread did not survive the fork, and
+    // its buffers belong to the parent. The recorders let go of it without a
+    // word to it, and the writer is leaked (destroying it would wait for a
+    // thread that is not there).
+    void abandon() {
+        for (Recorder* recorder : recorders_) {
+            recorder->out = nullptr;
+            recorder->tracer = nullptr;
+        }
+        recorders_.clear();
+        static_cast<void>(writer_.release());
     }
 
   private:
@@ -355,7 +368,8 @@ class Tracer {
 
     uint64_t session_;
     TraceSelection selection_;
-    std::shared_ptr<TraceSink> sink_;
+    TraceTarget target_;
+    std::unique_ptr<TraceWriter> writer_;
     std::vector<Recorder*> recorders_;  // borrowed: a recorder leaves when freed or detached
     bool coroutinesSeen_ = false;
 };
@@ -379,7 +393,10 @@ CodeInfo* Tracer::decide(PyCodeObject* code, PyObject* globals, CodeInfo* stale)
     std::string_view file = utf8(code->co_filename);
     std::string_view module = moduleNameOf(globals);
     info->selected = selection_.matches(module, file) && instrument(code);
-    if (info->selected) info->id = sink_->defineCode(file, qualnameOf(code), code->co_firstlineno);
+    if (info->selected) {
+        info->id = writer_->defineCode(file, qualnameOf(code), code->co_firstlineno);
+        writer_->keepSource(file);
+    }
     return info;
 }
 
@@ -389,66 +406,57 @@ Recorder* Tracer::newRecorder() {
     auto* recorder = new (memory) Recorder;
     PyObject_Init(asObject(recorder), &RecorderType);
     recorder->tracer = this;
-    recorder->events.reset(new TraceEvent[kBatch]);
-    recorder->capacity = kBatch;
     recorders_.push_back(recorder);
     return recorder;
 }
 
+// On the recorder's own thread: its ThreadTrace, which starts by entering
+// the frames found on its stack, so that its events have the right code and
+// depth (trace_writer.h).
 bool Recorder::bind() {
     if (!tracer) return false;
-    out = tracer->sink().thread(gettid());
+    out = tracer->writer().thread(static_cast<int32_t>(gettid()));
+    for (const StackEntry& entry : startStack) enter(entry.code, entry.line, entry.task);
+    startStack.clear();
     return true;
-}
-
-void Recorder::full() {
-    if (out || !tracer) return flush();
-    // Not bound: its thread has not run since the recording started, and its
-    // stack at the start does not fit. Kept whole until the thread runs.
-    std::unique_ptr<TraceEvent[]> larger(new TraceEvent[capacity * 2]);
-    std::copy(events.get(), events.get() + used, larger.get());
-    events = std::move(larger);
-    capacity *= 2;
-}
-
-void Recorder::flush() {
-    if (out && tracer && used) out->write({events.get(), used});
-    if (out || !tracer) used = 0;
 }
 
 void Recorder::detach() {
     if (!tracer) return;
-    if (out) {
-        flush();
-        out->close();
-    }
-    used = 0;  // a thread that never ran since the start: its stack alone says nothing
+    // Another thread may end this one's ThreadTrace: the GIL orders it after
+    // the owner's last append.
+    if (out) out->end();
+    out = nullptr;
+    startStack.clear();
     tracer->forget(this);
     tracer = nullptr;
 }
 
-// The selected frames on a thread's stack when the recording starts, as
-// calls, outermost first (see trace_sink.h); 3.8-3.11 also turn the line
-// events of the others off, as their call event would have.
+// The selected frames on a thread's stack when the recording starts,
+// outermost first: the recording of the thread begins by entering them.
+// 3.8-3.11 also turn the line events of the others off, as their call event
+// would have.
 void setTraceLines(PyFrameObject* frame, bool on);
 
-void Tracer::recordStack(Recorder& recorder, PyThreadState* thread) {
+std::vector<StackEntry> Tracer::selectedStack(PyThreadState* thread) {
     std::vector<PyFrameObject*> stack;  // new references, innermost first
     for (PyFrameObject* frame = innermostFrame(thread); frame; frame = callerOf(frame))
         stack.push_back(frame);
+    std::vector<StackEntry> selected;
     for (auto frame = stack.rbegin(); frame != stack.rend(); ++frame) {
         CodeInfo* code = info(codeOf(*frame), *frame);
-        bool selected = code && code->selected;
-        setTraceLines(*frame, selected);
-        if (!selected) continue;
+        bool isSelected = code && code->selected;
+        setTraceLines(*frame, isSelected);
+        if (!isSelected) continue;
         noteCoroutine(*code);
         int line = PyFrame_GetLineNumber(*frame);
 #if PY_VERSION_HEX < 0x030A0000
         (*frame)->f_lineno = line;  // 3.8-3.9 update it at traced line events only
 #endif
-        recorder.enter(code->id, line, taskOf(*frame));
+        selected.push_back({code->id, line, taskOf(*frame)});
     }
     for (PyFrameObject* frame : stack) Py_DECREF(frame);
+    return selected;
 }
 
 void recorderDealloc(PyObject* object);
@@ -485,7 +493,7 @@ Recorder* adoptThisThread() {
     Recorder* recorder = attachedRecorder(thread);
     if (!recorder || recorder->tracer != tracer) {
         recorder = tracer->newRecorder();
-        if (recorder && kAdoptStack) tracer->recordStack(*recorder, thread);
+        if (recorder && kAdoptStack) recorder->startStack = tracer->selectedStack(thread);
         bool attached = recorder && attach(thread, recorder);
         Py_XDECREF(recorder);  // the thread state holds it when attached
         if (!attached) {
@@ -577,7 +585,7 @@ int traceFunction(PyObject* object, PyFrameObject* frame, int what, PyObject*) {
         return 0;
     switch (what) {
         case PyTrace_LINE:
-            recorder.append(TraceEventKind::kLine, lineOf(frame), 0);
+            recorder.line(lineOf(frame));
             break;
         case PyTrace_CALL:
             onCall(recorder, frame);
@@ -586,7 +594,7 @@ int traceFunction(PyObject* object, PyFrameObject* frame, int what, PyObject*) {
             if (selectedFrame(frame)) recorder.leave();
             break;
         case PyTrace_EXCEPTION:
-            if (selectedFrame(frame)) recorder.append(TraceEventKind::kException, lineOf(frame), 0);
+            if (selectedFrame(frame)) recorder.exception(lineOf(frame));
             break;
         default:
             break;
@@ -804,8 +812,7 @@ PyObject* onUnwind(PyObject*, PyObject* const* args, Py_ssize_t) {
 }
 
 void recordException(PyCodeObject* code, CodeInfo& info, int offset) {
-    if (Recorder* recorder = thisThreadRecorder())
-        recorder->append(TraceEventKind::kException, lineAt(info, code, offset), 0);
+    if (Recorder* recorder = thisThreadRecorder()) recorder->exception(lineAt(info, code, offset));
 }
 
 // RAISE (code, offset, exception): raised in, or passing through, a frame.
@@ -825,8 +832,7 @@ PyObject* onStopIteration(PyObject*, PyObject* const* args, Py_ssize_t) {
 
 // LINE (code, line), local: the hot path.
 PyObject* onLine(PyObject*, PyObject* const* args, Py_ssize_t) {
-    if (Recorder* recorder = thisThreadRecorder())
-        recorder->append(TraceEventKind::kLine, smallInt(args[1]), 0);
+    if (Recorder* recorder = thisThreadRecorder()) recorder->line(smallInt(args[1]));
     return none();
 }
 
@@ -842,7 +848,7 @@ PyObject* onJump(PyObject*, PyObject* const* args, Py_ssize_t) {
     int line = lineAt(*info, code, to);
     if (line != lineAt(*info, code, from)) return disable();
     if (line < 0) return none();
-    if (Recorder* recorder = thisThreadRecorder()) recorder->append(TraceEventKind::kLine, line, 0);
+    if (Recorder* recorder = thisThreadRecorder()) recorder->line(line);
     return none();
 }
 
@@ -990,7 +996,7 @@ bool attachAll(Tracer& tracer) {
          thread = PyThreadState_Next(thread)) {
         Recorder* recorder = tracer.newRecorder();
         if (!recorder) return false;
-        tracer.recordStack(*recorder, thread);
+        recorder->startStack = tracer.selectedStack(thread);
         bool attached = attach(thread, recorder);
         if (attached && thread == current) recorder->bind();
         Py_DECREF(recorder);
@@ -1011,17 +1017,23 @@ bool prepare() {
 
 }  // namespace
 
-bool startTracing(TraceSelection selection, std::shared_ptr<TraceSink> sink) {
-    if (activeTracer) {
-        PyErr_SetString(PyExc_RuntimeError, "vigil.trace is already recording");
-        return false;
+namespace {
+
+// Opens the writer, or sets a Python OSError.
+std::unique_ptr<TraceWriter> openWriter(const TraceTarget& target,
+                                        const std::string& parentRunDir) {
+    try {
+        return TraceWriter::open(target.baseDir, target.processName, getpid(), target.options,
+                                 parentRunDir);
+    } catch (const Error& error) {
+        PyErr_Format(PyExc_OSError, "vigil.trace: %s", error.what());
+        return nullptr;
     }
-    if (!prepare()) return false;
-    auto* tracer = new Tracer(std::move(selection), std::move(sink));  // stopTracing deletes it
-    if (!startBackend(*tracer)) {
-        delete tracer;
-        return false;
-    }
+}
+
+// Makes tracer the active recording and gives every thread a recorder;
+// false (and nothing recording) with a Python exception set.
+bool activate(Tracer* tracer) {
     activeTracer = tracer;
     activeSession = tracer->session();
     if (attachAll(*tracer)) return true;
@@ -1032,6 +1044,25 @@ bool startTracing(TraceSelection selection, std::shared_ptr<TraceSink> sink) {
     return false;
 }
 
+}  // namespace
+
+bool startTracing(TraceSelection selection, const TraceTarget& target) {
+    if (activeTracer) {
+        PyErr_SetString(PyExc_RuntimeError, "vigil.trace is already recording");
+        return false;
+    }
+    if (!prepare()) return false;
+    std::unique_ptr<TraceWriter> writer = openWriter(target, "");
+    if (!writer) return false;
+    // stopTracing deletes it
+    auto* tracer = new Tracer(std::move(selection), target, std::move(writer));
+    if (!startBackend(*tracer)) {
+        delete tracer;
+        return false;
+    }
+    return activate(tracer);
+}
+
 bool stopTracing() {
     Tracer* tracer = activeTracer;
     if (!tracer) return false;
@@ -1039,12 +1070,44 @@ bool stopTracing() {
     activeTracer = nullptr;
     activeSession = 0;
     tracer->detachAll();
+    std::unique_ptr<TraceWriter> writer = tracer->takeWriter();
     delete tracer;
+    Py_BEGIN_ALLOW_THREADS;
+    writer.reset();  // writes what the threads appended, and joins its thread
+    Py_END_ALLOW_THREADS;
     return true;
 }
 
 void flushTracing() {
-    if (activeTracer) activeTracer->flush();
+    if (!activeTracer) return;
+    TraceWriter& writer = activeTracer->writer();
+    Py_BEGIN_ALLOW_THREADS;
+    writer.flush();
+    Py_END_ALLOW_THREADS;
+}
+
+bool tracingAfterForkInChild() {
+    Tracer* parent = activeTracer;
+    if (!parent) return true;
+    std::string runDir = parent->writer().runDir();
+    parent->abandon();
+    activeTracer = nullptr;
+    activeSession = 0;
+    std::unique_ptr<TraceWriter> writer = openWriter(parent->target(), runDir);
+    auto* tracer =
+        writer ? new Tracer(parent->selection(), parent->target(), std::move(writer)) : nullptr;
+    delete parent;
+    if (!tracer) {
+        stopBackend();
+        return false;
+    }
+    return activate(tracer);
+}
+
+std::optional<TraceStats> tracingStats(std::string& dir) {
+    if (!activeTracer) return std::nullopt;
+    dir = activeTracer->writer().dir();
+    return activeTracer->writer().stats();
 }
 
 bool setPreciseTimestamps(bool on) {
@@ -1058,14 +1121,6 @@ bool setPreciseTimestamps(bool on) {
 // --- The module's functions ------------------------------------------------------------
 
 namespace {
-
-// The sink of the last recording, read back after it stopped; until the
-// on-disk writer comes, the in-memory ones.
-std::shared_ptr<TraceSink> lastSink;
-CollectingSink* collectingSink = nullptr;
-CountingSink* countingSink = nullptr;
-
-constexpr Py_ssize_t kDefaultLimit = 1'000'000;
 
 bool readStrings(PyObject* sequence, const char* what, std::vector<std::string>& out) {
     PyObject* items = PySequence_Fast(sequence, what);
@@ -1099,43 +1154,30 @@ bool readSelection(PyObject* packages, PyObject* paths, TraceSelection& selectio
     return true;
 }
 
-std::shared_ptr<TraceSink> makeSink(std::string_view kind, Py_ssize_t limit) {
-    if (kind == "collect") {
-        auto sink =
-            std::make_shared<CollectingSink>(static_cast<size_t>(std::max<Py_ssize_t>(limit, 0)));
-        collectingSink = sink.get();
-        countingSink = nullptr;
-        return sink;
-    }
-    if (kind == "count") {
-        auto sink = std::make_shared<CountingSink>();
-        countingSink = sink.get();
-        collectingSink = nullptr;
-        return sink;
-    }
-    PyErr_Format(PyExc_ValueError, "sink: %s: not collect or count", std::string(kind).c_str());
-    return nullptr;
+// The writer's one line when the recording stops by itself (a full disk):
+// on stderr, from the writer's thread, in one write.
+void reportStopped(const std::string& line) {
+    std::string text = "vigil: " + line + "\n";
+    ssize_t written = write(STDERR_FILENO, text.data(), text.size());
+    static_cast<void>(written);  // nowhere left to say it
 }
 
 PyObject* traceStart(PyObject*, PyObject* args, PyObject* kwargs) {
-    static const char* keywords[] = {"packages", "paths", "sink", "limit", nullptr};
+    static const char* keywords[] = {"packages", "paths", "dir", "name", "max_bytes", nullptr};
     PyObject *packages, *paths;
-    const char* sinkKind = "collect";
-    Py_ssize_t limit = kDefaultLimit;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|sn:trace_start",
-                                     const_cast<char**>(keywords), &packages, &paths, &sinkKind,
-                                     &limit))
+    const char *dir, *name;
+    long long maxBytes = TraceLimits{}.maxBytes;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOss|L:trace_start",
+                                     const_cast<char**>(keywords), &packages, &paths, &dir, &name,
+                                     &maxBytes))
         return nullptr;
     TraceSelection selection;
     if (!readSelection(packages, paths, selection)) return nullptr;
-    if (activeTracer) {
-        PyErr_SetString(PyExc_RuntimeError, "vigil.trace is already recording");
-        return nullptr;
-    }
-    std::shared_ptr<TraceSink> sink = makeSink(sinkKind, limit);
-    if (!sink || !startTracing(std::move(selection), sink)) return nullptr;
-    lastSink = std::move(sink);
-    Py_RETURN_NONE;
+    TraceTarget target{dir, name, {}};
+    target.options.limits.maxBytes = maxBytes;
+    target.options.report = reportStopped;
+    if (!startTracing(std::move(selection), target)) return nullptr;
+    return PyUnicode_DecodeFSDefault(activeTracer->writer().dir().c_str());
 }
 
 PyObject* traceStop(PyObject*, PyObject*) {
@@ -1157,99 +1199,87 @@ PyObject* traceFlush(PyObject*, PyObject*) {
     Py_RETURN_NONE;
 }
 
-const char* kindName(TraceEventKind kind) {
-    static constexpr const char* kNames[] = {"call",      "line", "return",
-                                             "exception", "task", "precise"};
-    return kNames[static_cast<size_t>(kind)];
-}
-
-PyObject* orNone(PyObject* value, bool present) {
-    if (present) return value;
-    Py_XDECREF(value);
+PyObject* traceAfterForkInChild(PyObject*, PyObject*) {
+    if (!tracingAfterForkInChild()) return nullptr;
     Py_RETURN_NONE;
 }
 
-// (thread, task, kind, file, line, time): see trace_collected's doc.
-PyObject* collectedTuple(const CollectingSink::Replayed& event, PyObject* file) {
-    bool hasLine = event.kind == TraceEventKind::kCall || event.kind == TraceEventKind::kLine ||
-                   event.kind == TraceEventKind::kException;
-    long line =
-        event.kind == TraceEventKind::kPrecise ? static_cast<long>(event.value) : event.line;
-    PyObject* lineObject =
-        orNone(PyLong_FromLong(line), hasLine || event.kind == TraceEventKind::kPrecise);
-    PyObject* time = orNone(PyLong_FromLongLong(event.timeNs), event.timeNs != 0);
-    if (!file) file = Py_None;
-    return Py_BuildValue("(LKsONN)", static_cast<long long>(event.thread),
-                         static_cast<unsigned long long>(event.task), kindName(event.kind), file,
-                         lineObject, time);
+PyObject* traceStats(PyObject*, PyObject*) {
+    std::string dir;
+    std::optional<TraceStats> stats = tracingStats(dir);
+    if (!stats) Py_RETURN_NONE;
+    return Py_BuildValue("{s:N,s:K,s:K,s:L,s:K,s:O}", "dir", PyUnicode_DecodeFSDefault(dir.c_str()),
+                         "events", static_cast<unsigned long long>(stats->events), "blocks",
+                         static_cast<unsigned long long>(stats->blocks), "bytes",
+                         static_cast<long long>(stats->bytesOnDisk), "segments_dropped",
+                         static_cast<unsigned long long>(stats->segmentsDropped), "stopped",
+                         stats->stopped ? Py_True : Py_False);
 }
 
-PyObject* traceCollected(PyObject*, PyObject*) {
-    if (!collectingSink) return PyList_New(0);
-    std::vector<CollectingSink::Replayed> events = collectingSink->replay();
-    std::vector<PyObject*> files;  // per code id, made once
+// (thread, task, kind, file, qualname, line, depth, time, precise): see
+// trace_read's doc.
+PyObject* eventTuple(const TraceReader& reader, const TraceEvent& event) {
+    const TraceCode* code = reader.code(event.code);
+    PyObject* file = code ? PyUnicode_DecodeFSDefaultAndSize(code->file.data(), code->file.size())
+                          : (Py_INCREF(Py_None), Py_None);
+    PyObject* qualname =
+        code ? PyUnicode_FromStringAndSize(code->qualname.data(), code->qualname.size())
+             : (Py_INCREF(Py_None), Py_None);
+    return Py_BuildValue("(iKsNNIILO)", event.thread, static_cast<unsigned long long>(event.task),
+                         traceEventKindName(event.kind), file, qualname, event.line, event.depth,
+                         static_cast<long long>(event.estimatedTimeNs),
+                         event.precise ? Py_True : Py_False);
+}
+
+PyObject* traceRead(PyObject*, PyObject* args) {
+    const char* dir;
+    if (!PyArg_ParseTuple(args, "s:trace_read", &dir)) return nullptr;
+    std::vector<TraceEvent> events;
+    std::optional<TraceReader> reader;
+    std::string error;
+    try {
+        reader.emplace(dir);
+        events = reader->events();
+        if (reader->error()) error = reader->error()->what();
+    } catch (const Error& failure) {
+        PyErr_Format(PyExc_OSError, "%s", failure.what());
+        return nullptr;
+    }
     PyObject* list = PyList_New(0);
-    for (const auto& event : events) {
-        PyObject* file = nullptr;
-        if (list && event.code != CollectingSink::kNoCode) {
-            if (files.size() <= event.code) files.resize(event.code + 1, nullptr);
-            const std::string& name = collectingSink->code(event.code).file;
-            if (!files[event.code])
-                files[event.code] = PyUnicode_DecodeFSDefaultAndSize(name.data(), name.size());
-            file = files[event.code];
-        }
-        PyObject* tuple = list ? collectedTuple(event, file) : nullptr;
+    for (const TraceEvent& event : events) {
+        PyObject* tuple = list ? eventTuple(*reader, event) : nullptr;
         if (!tuple || PyList_Append(list, tuple) < 0) Py_CLEAR(list);
         Py_XDECREF(tuple);
-        if (!list) break;
+        if (!list) return nullptr;
     }
-    for (PyObject* file : files) Py_XDECREF(file);
-    return list;
-}
-
-PyObject* traceCounts(PyObject*, PyObject*) {
-    if (!collectingSink && !countingSink) Py_RETURN_NONE;
-    PyObject* counts = PyDict_New();
-    for (uint8_t kind = 0; counts && kind <= static_cast<uint8_t>(TraceEventKind::kPrecise);
-         ++kind) {
-        auto eventKind = static_cast<TraceEventKind>(kind);
-        uint64_t count =
-            collectingSink ? collectingSink->count(eventKind) : countingSink->count(eventKind);
-        PyObject* value = PyLong_FromUnsignedLongLong(count);
-        if (!value || PyDict_SetItemString(counts, kindName(eventKind), value) < 0)
-            Py_CLEAR(counts);
-        Py_XDECREF(value);
-    }
-    PyObject* dropped =
-        counts ? PyLong_FromUnsignedLongLong(collectingSink ? collectingSink->dropped() : 0)
-               : nullptr;
-    if (counts && (!dropped || PyDict_SetItemString(counts, "dropped", dropped) < 0))
-        Py_CLEAR(counts);
-    Py_XDECREF(dropped);
-    return counts;
+    return Py_BuildValue("(Ns)", list, error.empty() ? nullptr : error.c_str());
 }
 
 PyMethodDef traceFunctions[] = {
     {"trace_start", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(traceStart)),
      METH_VARARGS | METH_KEYWORDS,
-     "trace_start(packages, paths, sink='collect', limit=1000000): records the execution of "
-     "the code of these packages (module names) and files (globs), in every thread. sink: "
-     "'collect' keeps up to limit events for trace_collected(); 'count' only counts them."},
+     "trace_start(packages, paths, dir, name, max_bytes=1 GiB): records the execution of the "
+     "code of these packages (module names) and files (globs), in every thread, into a new run "
+     "of dir (<dir>/<YYMMDD-HHMMSS>/<name>/, max_bytes at most, 0: no limit); returns that "
+     "directory."},
     {"trace_stop", traceStop, METH_NOARGS,
-     "Stops the recording (every thread's last events reach the sink); False if none ran."},
+     "Stops the recording (every thread's last events are written); False if none ran."},
     {"trace_recording", traceRecording, METH_NOARGS, "Whether a recording runs."},
     {"trace_precise", tracePrecise, METH_O,
      "trace_precise(on) -> bool: whether this thread's events carry a timestamp from now on; "
      "returns the previous setting (False when not recording)."},
-    {"trace_flush", traceFlush, METH_NOARGS, "Sends every thread's buffered events to the sink."},
-    {"trace_collected", traceCollected, METH_NOARGS,
-     "The last recording's events, if it collected them (private, for tests): a list of "
-     "(thread, task, kind, file, line, time) thread after thread. kind: call, line, return, "
-     "exception, task (a switch to task), precise (line: 1 when a precise section begins, 0 "
-     "when it ends); file: of the innermost entered code; line: None for return and task; "
-     "time: CLOCK_MONOTONIC ns inside a precise section, else None."},
-    {"trace_counts", traceCounts, METH_NOARGS,
-     "The last recording's events counted by kind (and dropped), or None."},
+    {"trace_flush", traceFlush, METH_NOARGS,
+     "Returns once every event appended so far is in the trace's files."},
+    {"trace_after_fork_in_child", traceAfterForkInChild, METH_NOARGS,
+     "In a forked child: records on into <run>/<name>-<pid>/ with a writer of its own."},
+    {"trace_stats", traceStats, METH_NOARGS,
+     "The recording's directory and counts (events and blocks written, bytes on disk, "
+     "segments dropped, stopped), or None."},
+    {"trace_read", traceRead, METH_VARARGS,
+     "trace_read(dir) -> (events, error): a trace directory's events in time order, each "
+     "(thread, task, kind, file, qualname, line, depth, time, precise); kind: call, line, "
+     "return, exception, task; file and qualname None outside any recorded frame; error: the "
+     "reader's message for a bad block (the events before it are there), else None."},
 #if PY_VERSION_HEX < 0x030C0000
     {"trace_thread_hook", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(threadHook)),
      METH_FASTCALL, "Given to threading.settrace: records each new thread."},

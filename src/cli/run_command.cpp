@@ -1,4 +1,4 @@
-// `vigil run [--config FILE] -- PROGRAM ARGS...`: starts a Python program with
+// `vigil run [--config FILE] [--trace PACKAGE] -- PROGRAM ARGS...`: starts a Python program with
 // the agent inside, without a change to its code. Python itself loads the
 // agent: PYTHONPATH gets a directory whose sitecustomize.py imports
 // vigil._autostart (then runs the sitecustomize Python would have run), and
@@ -34,6 +34,8 @@ constexpr const char* kSiteDirectory = "_vigil_run";
 
 struct RunOptions {
     std::string config;
+    std::vector<std::string> tracePackages;
+    std::string traceDir;
     std::vector<std::string> command;
 };
 
@@ -112,8 +114,20 @@ std::string pythonPath(const fs::path& pythonDirectory) {
     throw UsageError(fmt::format("cannot start {}: {}", command.front(), std::strerror(errno)));
 }
 
+// --trace PACKAGE: the agent's [trace] section, through its variables
+// (which beat the file), with the directory made if need be.
+void traceEnvironment(const RunOptions& options, const Verbosity& verbosity) {
+    if (options.tracePackages.empty()) return;
+    setEnvironment("VIGIL_TRACE_PACKAGES", fmt::format("{}", fmt::join(options.tracePackages, ",")),
+                   verbosity);
+    setEnvironment("VIGIL_TRACE_CREATE_DIR", "true", verbosity);
+    if (!options.traceDir.empty())
+        setEnvironment("VIGIL_TRACE_DIR", fs::absolute(options.traceDir).string(), verbosity);
+}
+
 int runRun(const RunOptions& options, const Verbosity& verbosity) {
     fs::path pythonDirectory = findPythonDirectory(verbosity);
+    traceEnvironment(options, verbosity);
     fs::path config = checkedConfig(options.config, verbosity);
     if (config.empty()) {
         setEnvironment("VIGIL_AUTOSTART", "1", verbosity);
@@ -133,6 +147,13 @@ Command addRunCommand(CLI::App& app, const Verbosity& verbosity) {
     run->add_option("--config", options->config,
                     "The agent's configuration file (TOML; default: $VIGIL_CONFIG)")
         ->envname("VIGIL_CONFIG");
+    run->add_option("--trace", options->tracePackages,
+                    "Record the line-by-line execution of this package (module name; repeat "
+                    "for more) into the trace directory (vigil replay, vigil analyse)")
+        ->expected(1)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    run->add_option("--trace-dir", options->traceDir,
+                    "Where --trace records (default: [trace] dir, ~/.local/state/vigil/trace)");
     run->add_option("command", options->command, "The program and its arguments (after --)")
         ->required();
     return {run, [options, &verbosity] { return runRun(*options, verbosity); }};

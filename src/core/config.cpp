@@ -48,6 +48,9 @@ constexpr ConfigField bytes(int64_t AgentConfig::*member) {
 constexpr ConfigField signalNumber(int AgentConfig::*member) {
     return {ConfigType::kSignal, member};
 }
+constexpr ConfigField names(std::vector<std::string> AgentConfig::*member) {
+    return {ConfigType::kNames, member};
+}
 
 // The one place a key is declared. One row each; the default is written as
 // it would be in an environment variable.
@@ -72,6 +75,11 @@ constexpr ConfigKey kKeys[] = {
     {"store", "max_age", duration(&AgentConfig::storeMaxAge), "7d", "How long the store keeps a request"},
     {"store", "max_size", bytes(&AgentConfig::storeMaxSize), "1GB", "Largest size of the store; the oldest requests go first"},
     {"store", "queue", count(&AgentConfig::storeQueue, 1, 1000000), "10000", "Kept requests that may wait for the store's writer thread"},
+    {"trace", "packages", names(&AgentConfig::tracePackages), "", "Packages (module names) whose execution `vigil.trace` records line by line; none, and no paths: no recording"},
+    {"trace", "paths", names(&AgentConfig::tracePaths), "", "Files (globs on their paths) whose execution is recorded too"},
+    {"trace", "dir", path(&AgentConfig::traceDir), "~/.local/state/vigil/trace", "Directory of the execution traces: a run per start, `latest` links to the newest"},
+    {"trace", "create_dir", flag(&AgentConfig::traceCreateDir), "false", "Whether the agent creates `dir` to record; false: it records only when `dir` exists (make it to turn recording on for the processes that start afterwards)"},
+    {"trace", "max_size", bytes(&AgentConfig::traceMaxSize), "1GB", "Largest size of a process's trace; the oldest segments go first"},
     {"exceptions", "keep", flag(&AgentConfig::keepExceptions), "true", "Whether every request that fails is kept with its exception (an implicit rule)"},
     {"exceptions", "max_repr", count(&AgentConfig::maxRepr, 20, 10000), "200", "Characters kept of the repr of each local variable of an exception"},
 };
@@ -80,8 +88,9 @@ constexpr ConfigKey kKeys[] = {
 // One value as a source gives it: text from the environment or
 // vigil.start() may still be of any type, a TOML value has its own.
 struct Input {
-    enum Kind { kText, kString, kBool, kInteger, kFloat, kOther } kind = kText;
-    std::string text;  // kText and kString; for kOther, what it is ("an array")
+    enum Kind { kText, kString, kBool, kInteger, kFloat, kList, kOther } kind = kText;
+    std::string text;                // kText and kString; for kOther, what it is ("an array")
+    std::vector<std::string> items;  // kList: an array of strings
     bool boolean = false;
     int64_t integer = 0;
     double number = 0;
@@ -123,6 +132,11 @@ std::string describe(const Input& input) {
             return std::to_string(input.integer);
         case Input::kFloat:
             return fmt::format("{}", input.number);
+        case Input::kList: {
+            std::vector<std::string> quotedItems;
+            for (const std::string& item : input.items) quotedItems.push_back(quoted(item));
+            return fmt::format("[{}]", fmt::join(quotedItems, ", "));
+        }
         case Input::kOther:
             return input.text;
     }
@@ -148,6 +162,8 @@ std::string expectation(const ConfigField& field) {
             return fmt::format("an integer from {} to {}", field.min, field.max);
         case ConfigType::kSignal:
             return "a signal name (SIGUSR1 or USR1), a signal number, or \"off\"";
+        case ConfigType::kNames:
+            return "a list of strings (in an environment variable: separated by commas)";
     }
     return {};
 }
@@ -386,6 +402,35 @@ Problem storeSignal(const ConfigField& field, const Input& input, AgentConfig& c
     return std::nullopt;
 }
 
+std::vector<std::string> splitNames(std::string_view text) {
+    std::vector<std::string> names;
+    for (std::string_view rest = text; !rest.empty();) {
+        size_t comma = std::min(rest.find(','), rest.size());
+        std::string_view item = trimmed(rest.substr(0, comma));
+        if (!item.empty()) names.emplace_back(item);
+        rest.remove_prefix(std::min(comma + 1, rest.size()));
+    }
+    return names;
+}
+
+// A TOML array of strings, one string, or text with commas between names.
+Problem storeNames(const ConfigField& field, const Input& input, AgentConfig& config) {
+    std::vector<std::string> values;
+    if (input.kind == Input::kList) {
+        values = input.items;
+    } else if (input.kind == Input::kString) {
+        values.push_back(input.text);
+    } else if (input.kind == Input::kText) {
+        values = splitNames(input.text);
+    } else {
+        return mismatch(field, input);
+    }
+    if (std::ranges::any_of(values, [](const std::string& value) { return value.empty(); }))
+        return mismatch(field, input, "an empty name");
+    config.*std::get<std::vector<std::string> AgentConfig::*>(field.member) = std::move(values);
+    return std::nullopt;
+}
+
 Problem store(const ConfigField& field, const Input& input, AgentConfig& config) {
     switch (field.type) {
         case ConfigType::kString:
@@ -403,6 +448,8 @@ Problem store(const ConfigField& field, const Input& input, AgentConfig& config)
             return storeBytes(field, input, config);
         case ConfigType::kSignal:
             return storeSignal(field, input, config);
+        case ConfigType::kNames:
+            return storeNames(field, input, config);
     }
     return std::string("unknown type");
 }
@@ -424,6 +471,9 @@ Input storedInput(const AgentConfig& config, const ConfigField& field) {
             if constexpr (std::is_same_v<Value, std::string>) {
                 input.kind = Input::kString;
                 input.text = value;
+            } else if constexpr (std::is_same_v<Value, std::vector<std::string>>) {
+                input.kind = Input::kList;
+                input.items = value;
             } else if constexpr (std::is_same_v<Value, bool>) {
                 input.kind = Input::kBool;
                 input.boolean = value;
@@ -572,9 +622,15 @@ Input inputOf(const toml::node& node) {
     } else if (const auto* value = node.as_floating_point()) {
         input.kind = Input::kFloat;
         input.number = value->get();
+    } else if (const auto* array = node.as_array();
+               array && (array->empty() || array->is_homogeneous<std::string>())) {
+        input.kind = Input::kList;
+        for (const toml::node& item : *array) input.items.push_back(item.as_string()->get());
     } else {
         input.kind = Input::kOther;
-        input.text = node.is_array() ? "an array" : node.is_table() ? "a table" : "a date or time";
+        input.text = node.is_array()   ? "an array of mixed types"
+                     : node.is_table() ? "a table"
+                                       : "a date or time";
     }
     return input;
 }
@@ -954,6 +1010,8 @@ std::string typeName(const ConfigField& field) {
             return fmt::format("integer, {} to {}", field.min, field.max);
         case ConfigType::kSignal:
             return "signal";
+        case ConfigType::kNames:
+            return "list of strings";
     }
     return {};
 }
@@ -1042,11 +1100,16 @@ std::string configReferenceMarkdown() {
     for (const ConfigKey& key : kKeys) {
         // Those written as strings in the file are quoted.
         bool text = key.field.type != ConfigType::kBool && key.field.type != ConfigType::kSeconds &&
-                    key.field.type != ConfigType::kCount;
+                    key.field.type != ConfigType::kCount && key.field.type != ConfigType::kNames;
+        std::string shown = text ? quoted(key.defaultText) : std::string(key.defaultText);
+        if (key.field.type == ConfigType::kNames) {
+            Input list;
+            list.kind = Input::kList;
+            list.items = splitNames(key.defaultText);
+            shown = describe(list);
+        }
         out += fmt::format("| `[{}]` | `{}` | `{}` | {} | `{}` | {} |\n", key.section, key.key,
-                           configEnvName(key), typeName(key.field),
-                           text ? quoted(key.defaultText) : std::string(key.defaultText),
-                           markdownCell(key.doc));
+                           configEnvName(key), typeName(key.field), shown, markdownCell(key.doc));
     }
     return out;
 }

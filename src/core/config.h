@@ -70,6 +70,12 @@ struct AgentConfig {
     double storeMaxAge = 7 * 86400.0;         // seconds a record is kept
     int64_t storeMaxSize = int64_t{1} << 30;  // bytes
     int storeQueue = 10000;                   // records waiting for the writer thread
+    // [trace]: the execution recorder (vigil.trace)
+    std::vector<std::string> tracePackages;  // module names; none (and no paths): no recording
+    std::vector<std::string> tracePaths;     // globs on file paths
+    std::string traceDir = "~/.local/state/vigil/trace";
+    bool traceCreateDir = false;              // false: record only when traceDir exists already
+    int64_t traceMaxSize = int64_t{1} << 30;  // bytes per process
     // [exceptions]
     bool keepExceptions = true;  // an implicit rule keeping every crash
     int maxRepr = 200;           // characters of each local's repr
@@ -81,14 +87,26 @@ struct AgentConfig {
 
 // kPath: a string in which a leading "~" is the home directory. kDuration:
 // seconds, or text with a unit ("15m"). kBytes: bytes, or text with a unit
-// ("500MB").
-enum class ConfigType { kString, kPath, kBool, kSeconds, kDuration, kCount, kBytes, kSignal };
+// ("500MB"). kNames: a list of strings, comma-separated in an environment
+// variable.
+enum class ConfigType {
+    kString,
+    kPath,
+    kBool,
+    kSeconds,
+    kDuration,
+    kCount,
+    kBytes,
+    kSignal,
+    kNames
+};
 
 // Where a key lives in AgentConfig and what its values may be.
 struct ConfigField {
     ConfigType type;
     std::variant<std::string AgentConfig::*, bool AgentConfig::*, double AgentConfig::*,
-                 int AgentConfig::*, int64_t AgentConfig::*>
+                 int AgentConfig::*, int64_t AgentConfig::*,
+                 std::vector<std::string> AgentConfig::*>
         member;
     int min = 0;  // kCount only: the accepted range
     int max = 0;

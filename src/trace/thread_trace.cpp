@@ -110,7 +110,21 @@ bool ThreadTrace::giveBack(Chunk* chunk) {
 
 void ThreadTrace::precise(bool on) {
     precise_ = on;
+    mark();
     limit_.store(0, std::memory_order_relaxed);
+}
+
+// A time point between the last record and the next: the events before a
+// precise section are not spread over it, nor those after it.
+void ThreadTrace::mark() {
+    if (recording_.stopped.load(std::memory_order_relaxed)) return;
+    int64_t now = clockNs(CLOCK_MONOTONIC);
+    uint32_t* at = pos_.load(std::memory_order_relaxed);
+    if (!chunk_ || at + kRawTimeWords > chunkEnd() - kRawTimeWords) {
+        at = nextChunk(at, now);
+        if (!at) return;
+    }
+    pos_.store(putTime(at, kRawMark, now), std::memory_order_release);
 }
 
 void ThreadTrace::end() {

@@ -114,10 +114,13 @@ class ThreadTrace {
     // On: every event carries a real timestamp (one clock read per event,
     // some 20-30 ns, and about a byte more per event on disk). Off: one
     // every 64 words and one after each pass of the writer's thread, the
-    // rest interpolated (docs/trace-format.md).
+    // rest interpolated (docs/trace-format.md). Either way a time point
+    // marks the switch.
     void precise(bool on);
     // The thread is ending: what it appended gets written and the writer
     // frees this object on its next pass. Nothing may use it after this.
+    // Another thread may call it once the owner is known to append no more
+    // (the agent's recorder, under the GIL, when it stops the recording).
     void end();
 
   private:
@@ -137,6 +140,7 @@ class ThreadTrace {
         pos_.store(at + N, std::memory_order_release);
     }
     void appendSlow(const uint32_t* record, uint32_t size);
+    void mark();
     uint32_t* nextChunk(uint32_t* at, int64_t now);
     trace::Chunk* takeChunk();
     uint32_t* chunkEnd() const { return chunk_->words + trace::kChunkWords; }

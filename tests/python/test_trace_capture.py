@@ -41,9 +41,11 @@ def run_program(python, recorder, selection, tmp_path):
         return json.load(recording)
 
 
-def run_code(python, code):
-    """Runs code (which prints JSON last) with vigil and the targets importable."""
-    result = subprocess.run([python.path, "-c", textwrap.dedent(code)], env=environment(),
+def run_code(python, code, tmp_path=None):
+    """Runs code (which prints JSON last) with vigil and the targets importable;
+    TRACES in the code is a directory for its traces."""
+    code = textwrap.dedent(code).replace("TRACES", repr(str(tmp_path)))
+    result = subprocess.run([python.path, "-c", code], env=environment(),
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.splitlines()[-1])
@@ -122,19 +124,19 @@ def line_of(text):
     raise AssertionError(text)
 
 
-def test_code_outside_the_selection_is_not_recorded(python):
+def test_code_outside_the_selection_is_not_recorded(python, tmp_path):
     result = run_code(python, """
         import json, vigil.trace
-        from vigil import _vigil
+        from trace_program import read_trace
         from traced_pkg import flow
-        vigil.trace.start(packages=["traced_pkg.nothing_here", "untraced"])
+        where = vigil.trace.start(packages=["traced_pkg.nothing_here", "untraced"], dir=TRACES)
         flow.run()
+        vigil.trace.flush()
+        written = vigil.trace.stats()["events"]
         vigil.trace.stop()
-        print(json.dumps([_vigil.trace_collected(), _vigil.trace_counts()]))
-    """)
-    events, counts = result
-    assert events == []
-    assert set(counts.values()) == {0}
+        print(json.dumps([read_trace(where), written]))
+    """, tmp_path)
+    assert result == [[], 0]
 
 
 def test_only_the_selected_files(python, tmp_path):
@@ -143,48 +145,48 @@ def test_only_the_selected_files(python, tmp_path):
     assert files == {FLOW}
 
 
-def test_precise_timestamping_times_its_section(python):
+def test_precise_timestamping_times_its_section(python, tmp_path):
     events = run_code(python, """
         import json, vigil.trace
         from vigil import _vigil
         from traced_pkg import flow
-        vigil.trace.start(packages=["traced_pkg"])
-        flow.loop_sum(4)
+        where = vigil.trace.start(packages=["traced_pkg"], dir=TRACES)
+        flow.loop_sum(40)
         with vigil.trace.precise_timestamping():
             flow.recurse(3)
-        flow.loop_sum(2)
+        flow.loop_sum(40)
         vigil.trace.stop()
-        print(json.dumps(_vigil.trace_collected()))
-    """)
-    kinds = [event[2] for event in events]
-    assert kinds.count("precise") == 2
-    begin, end = kinds.index("precise"), len(kinds) - 1 - kinds[::-1].index("precise")
-    assert (events[begin][4], events[end][4]) == (1, 0)
-    inside, outside = events[begin:end + 1], events[:begin] + events[end + 1:]
-    times = [event[5] for event in inside]
-    assert None not in times and times == sorted(times)
-    assert {event[5] for event in outside} == {None}
-    calls = [event for event in inside if event[2] == "call"]
-    assert len(calls) == 4  # recurse(3) .. recurse(0): the functions it calls are timed too
+        print(json.dumps(_vigil.trace_read(where)[0]))
+    """, tmp_path)
+    section = [index for index, event in enumerate(events) if event[4] == "recurse"]
+    inside = events[section[0]:section[-1] + 1]
+    assert all(event[8] for event in inside), "every event in the section is timed"
+    times = [event[7] for event in inside]
+    assert times == sorted(times)
+    assert [event[2] for event in inside].count("call") == 4  # recurse(3) .. recurse(0)
+    # Outside, a stamp every ~50 events (and at the switches): most are interpolated.
+    outside = events[:section[0]] + events[section[-1] + 1:]
+    assert sum(1 for event in outside if not event[8]) > len(outside) // 2
 
 
-def test_frames_running_at_the_start(python):
+def test_frames_running_at_the_start(python, tmp_path):
     """The recording begins with a call for each selected frame already on a
     stack: the one that starts it, and a thread parked in one."""
     result = run_code(python, """
         import json, threading, vigil.trace
-        from vigil import _vigil
+        from trace_program import read_trace
         from traced_pkg import flow
         ready, go = threading.Event(), threading.Event()
         thread = threading.Thread(target=flow.parked, args=(ready, go))
         thread.start()
         ready.wait()
         def start():
-            vigil.trace.start(packages=["traced_pkg"])
+            global where
+            where = vigil.trace.start(packages=["traced_pkg"], dir=TRACES)
             go.set()
         flow.record_inside(start, lambda: (thread.join(), vigil.trace.stop()))
-        print(json.dumps([_vigil.trace_collected(), thread.native_id]))
-    """)
+        print(json.dumps([read_trace(where), thread.native_id]))
+    """, tmp_path)
     events, parked_thread = result
     steps = {}
     for thread, _task, kind, file, line, _time in events:
@@ -199,22 +201,22 @@ def test_frames_running_at_the_start(python):
     assert steps[True][-1] == ("return", None)
 
 
-def test_one_recording_at_a_time(python):
+def test_one_recording_at_a_time(python, tmp_path):
     result = run_code(python, """
         import json, vigil.trace
-        vigil.trace.start(packages=["traced_pkg"])
+        vigil.trace.start(packages=["traced_pkg"], dir=TRACES)
         try:
-            vigil.trace.start(packages=["traced_pkg"])
+            vigil.trace.start(packages=["traced_pkg"], dir=TRACES)
         except RuntimeError as error:
             message = str(error)
         stopped = [vigil.trace.stop(), vigil.trace.stop()]
-        vigil.trace.start(packages=["traced_pkg"])
+        vigil.trace.start(packages=["traced_pkg"], dir=TRACES)
         print(json.dumps([message, stopped, vigil.trace.stop()]))
-    """)
+    """, tmp_path)
     assert result == ["vigil.trace is already recording", [True, False], True]
 
 
-def test_leaves_other_hooks_as_it_found_them(python):
+def test_leaves_other_hooks_as_it_found_them(python, tmp_path):
     """Before 3.12 a recording takes threading.settrace's hook for its new
     threads and gives it back; on 3.12+ it takes a sys.monitoring tool id
     (PROFILER_ID, else 3 or 4) and frees it."""
@@ -226,21 +228,21 @@ def test_leaves_other_hooks_as_it_found_them(python):
         tools = []
         if sys.version_info >= (3, 12):
             sys.monitoring.use_tool_id(sys.monitoring.PROFILER_ID, "someone else")
-        vigil.trace.start(packages=["traced_pkg"])
+        vigil.trace.start(packages=["traced_pkg"], dir=TRACES)
         if sys.version_info >= (3, 12):
             tools = [sys.monitoring.get_tool(tool) for tool in (2, 3, 4)]
         vigil.trace.stop()
         if sys.version_info >= (3, 12):
             tools.append(sys.monitoring.get_tool(3))
         print(json.dumps([threading._trace_hook is hook, tools]))
-    """)
+    """, tmp_path)
     if python.version >= (3, 12):
         assert result == [True, ["someone else", "vigil", None, None]]
     else:
         assert result == [True, []]
 
 
-def test_no_tool_id_left(python):
+def test_no_tool_id_left(python, tmp_path):
     if python.version < (3, 12):
         pytest.skip("sys.monitoring is 3.12+")
     message = run_code(python, """
@@ -248,31 +250,31 @@ def test_no_tool_id_left(python):
         for tool in (2, 3, 4):
             sys.monitoring.use_tool_id(tool, "someone else")
         try:
-            vigil.trace.start(packages=["traced_pkg"])
+            vigil.trace.start(packages=["traced_pkg"], dir=TRACES)
         except RuntimeError as error:
             print(json.dumps(str(error)))
-    """)
+    """, tmp_path)
     assert "tool ids 2-4 are all in use" in message
 
 
-def test_a_generator_across_recordings(python):
+def test_a_generator_across_recordings(python, tmp_path):
     """A generator suspended while a recording without its package ran (its
     frame's line events off before 3.12, its resume point disabled on 3.12+)
     is recorded whole by the next recording that selects it."""
     steps = run_code(python, """
         import json, vigil.trace
-        from vigil import _vigil
+        from trace_program import read_trace
         from traced_pkg import flow
-        vigil.trace.start(packages=["untraced_helper"])
+        vigil.trace.start(packages=["untraced_helper"], dir=TRACES)
         numbers = flow.countdown(3)
         next(numbers)
         vigil.trace.stop()
-        vigil.trace.start(packages=["traced_pkg"])
+        where = vigil.trace.start(packages=["traced_pkg"], dir=TRACES)
         rest = list(numbers)
         vigil.trace.stop()
-        print(json.dumps([[event[2], event[4]] for event in _vigil.trace_collected()
+        print(json.dumps([[event[2], event[4]] for event in read_trace(where)
                           if event[2] in ("call", "line", "return")]))
-    """)
+    """, tmp_path)
     kinds = [kind for kind, _line in steps]
     assert steps[0] == ["call", line_of("yield count")]
     assert steps[1] == ["line", line_of("count -= 1")]

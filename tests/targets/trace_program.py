@@ -3,7 +3,8 @@ tests/python/test_trace_capture.py.
 
     trace_program.py RECORDER SELECTION OUTPUT
 
-RECORDER is "vigil" (vigil.trace with the in-memory sink) or "reference" (a
+RECORDER is "vigil" (vigil.trace, its trace read back from its files
+with vigil._vigil.trace_read, into OUTPUT.trace/) or "reference" (a
 pure-Python sys.settrace / threading.settrace function restricted to the
 same code); SELECTION is "packages" or "paths" (how vigil chooses the code).
 OUTPUT gets JSON: the events as [thread, task, kind, file, line, time], the
@@ -78,22 +79,33 @@ class Reference:
         return self.events
 
 
+def read_trace(directory):
+    """A trace's events as the reference's: [thread, task, kind, file, line,
+    time], line None for a return, time None unless the event was timed."""
+    from vigil import _vigil
+    events, error = _vigil.trace_read(directory)
+    assert error is None, error
+    return [[thread, task, kind, file, None if kind == "return" else line,
+             time if precise else None]
+            for thread, task, kind, file, _qualname, line, _depth, time, precise in events]
+
+
 class Vigil:
-    def __init__(self, selection):
+    def __init__(self, selection, output):
         self.selection = selection
+        self.base = output + ".trace"
 
     def start(self):
         import vigil.trace
         if self.selection == "packages":
-            vigil.trace.start(packages=[PACKAGE])
+            self.directory = vigil.trace.start(packages=[PACKAGE], dir=self.base)
         else:
-            vigil.trace.start(paths=[PACKAGE_DIR])
+            self.directory = vigil.trace.start(paths=[PACKAGE_DIR], dir=self.base)
 
     def stop(self):
         import vigil.trace
-        from vigil import _vigil
         vigil.trace.stop()
-        return [list(event) for event in _vigil.trace_collected()]
+        return read_trace(self.directory)
 
 
 def main():
@@ -101,7 +113,7 @@ def main():
     untraced_helper.note_thread()
     threading.excepthook = lambda args: None  # the thread's uncaught error is expected
     from traced_pkg import flow
-    recorder = Reference() if recorder_name == "reference" else Vigil(selection)
+    recorder = Reference() if recorder_name == "reference" else Vigil(selection, output)
     recorder.start()
     outcome = flow.run()
     events = recorder.stop()
