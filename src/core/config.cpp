@@ -628,9 +628,7 @@ Input inputOf(const toml::node& node) {
         for (const toml::node& item : *array) input.items.push_back(item.as_string()->get());
     } else {
         input.kind = Input::kOther;
-        input.text = node.is_array()   ? "an array of mixed types"
-                     : node.is_table() ? "a table"
-                                       : "a date or time";
+        input.text = node.is_array() ? "an array" : node.is_table() ? "a table" : "a date or time";
     }
     return input;
 }

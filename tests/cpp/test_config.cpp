@@ -81,6 +81,7 @@ TEST_F(ConfigTest, NoFileNoEnvironmentGivesTheDefaults) {
     AgentConfig expected;
     EXPECT_EQ(expected.storeDir, "~/.local/state/vigil");
     expected.storeDir = "/home/ada/.local/state/vigil";
+    expected.traceDir = "/home/ada/.local/state/vigil/trace";
     EXPECT_EQ(config, expected);
     EXPECT_EQ(config.service, "");
     EXPECT_TRUE(config.enabled);
@@ -277,6 +278,25 @@ TEST_F(ConfigTest, EnvironmentBeatsTheFile) {
     EXPECT_EQ(config.service, "billing");
 }
 
+TEST_F(ConfigTest, ListsComeAsArraysOrCommaSeparatedText) {
+    write("[trace]\npackages = [\"shop\", \"trytond.modules.sale\"]\npaths = \"/srv/*.py\"\n");
+    AgentConfig config = load(path_);
+    EXPECT_EQ(config.tracePackages, (std::vector<std::string>{"shop", "trytond.modules.sale"}));
+    EXPECT_EQ(config.tracePaths, (std::vector<std::string>{"/srv/*.py"}));
+    env_["VIGIL_TRACE_PACKAGES"] = " billing , ,stock ";
+    EXPECT_EQ(load(path_).tracePackages, (std::vector<std::string>{"billing", "stock"}));
+    env_["VIGIL_TRACE_PACKAGES"] = "";
+    EXPECT_TRUE(load(path_).tracePackages.empty());
+    EXPECT_EQ(fileErrorOf("[trace]\npackages = [\"a\", 1]\n"),
+              path_ +
+                  ":2: [trace] packages: expected a list of strings (in an environment "
+                  "variable: separated by commas), got an array");
+    EXPECT_EQ(fileErrorOf("[trace]\npackages = [\"\"]\n"),
+              path_ +
+                  ":2: [trace] packages: expected a list of strings (in an environment "
+                  "variable: separated by commas), got [\"\"] (an empty name)");
+}
+
 TEST_F(ConfigTest, EnvironmentNamesFollowTheTable) {
     EXPECT_EQ(configEnvName(configKeys()[0]), "VIGIL_AGENT_SERVICE");
     for (const ConfigKey& key : configKeys()) {
@@ -314,7 +334,7 @@ TEST_F(ConfigTest, BadValueNamesFileLineKeyAndExpectation) {
     EXPECT_EQ(fileErrorOf("[agent]\nenabled = \"yes\"\n"),
               path_ + ":2: [agent] enabled: expected true or false, got \"yes\"");
     EXPECT_EQ(fileErrorOf("[agent]\nservice = [\"a\"]\n"),
-              path_ + ":2: [agent] service: expected a string, got an array");
+              path_ + ":2: [agent] service: expected a string, got [\"a\"]");
     // Still one line.
     EXPECT_EQ(fileErrorOf("[agent]\nenabled = \"a\\nb\"\n"),
               path_ + ":2: [agent] enabled: expected true or false, got \"a\\x0ab\"");
@@ -488,7 +508,7 @@ TEST_F(ConfigTest, BadRulesNameFileLineRuleKeyAndExpectation) {
     EXPECT_EQ(fileErrorOf(rule + "users = []\n"),
               path_ +
                   ":3: [[rules]] #1: users: expected a user name or a non-empty list of user "
-                  "names, got an array");
+                  "names, got []");
     EXPECT_EQ(fileErrorOf(rule + "requests = [\"ok.*\", \"sale.[ab\"]\n"),
               path_ +
                   ":3: [[rules]] #1: requests: expected a glob (*, ?, [...]), got \"sale.[ab\" "
@@ -533,7 +553,7 @@ TEST_F(ConfigTest, BadRuleActionsAreNamed) {
     EXPECT_EQ(fileErrorOf("[[rules]]\nactions = []\n"),
               path_ +
                   ":2: [[rules]] #1: actions: expected a non-empty list of \"log\", \"profile\", "
-                  "\"exception\", got an array");
+                  "\"exception\", got []");
     EXPECT_EQ(fileErrorOf("[[rules]]\nactions = [\"log\", \"exceptions\"]\n"),
               path_ +
                   ":2: [[rules]] #1: actions: expected a non-empty list of \"log\", \"profile\", "
