@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 namespace vigil::bench {
@@ -10,5 +11,21 @@ inline double median(std::vector<double> values) {
     std::sort(values.begin(), values.end());
     return values[values.size() / 2];
 }
+
+// xorshift64: the same numbers on every run, no allocation.
+class Random {
+  public:
+    explicit Random(uint64_t seed) : state_(seed | 1) {}
+    uint64_t next() {
+        state_ ^= state_ << 13;
+        state_ ^= state_ >> 7;
+        state_ ^= state_ << 17;
+        return state_;
+    }
+    uint32_t below(uint32_t bound) { return static_cast<uint32_t>(next() % bound); }
+
+  private:
+    uint64_t state_;
+};
 
 }  // namespace vigil::bench

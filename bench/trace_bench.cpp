@@ -42,20 +42,7 @@ namespace {
 using namespace vigil;
 using Clock = std::chrono::steady_clock;
 
-class Random {
-  public:
-    explicit Random(uint64_t seed) : state_(seed | 1) {}
-    uint64_t next() {
-        state_ ^= state_ << 13;
-        state_ ^= state_ >> 7;
-        state_ ^= state_ << 17;
-        return state_;
-    }
-    uint32_t below(uint32_t bound) { return static_cast<uint32_t>(next() % bound); }
-
-  private:
-    uint64_t state_;
-};
+using bench::Random;
 
 struct Statement {
     enum Kind { kLine, kIf, kLoop, kCall } kind = kLine;

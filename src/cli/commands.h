@@ -29,5 +29,7 @@ Command addRunCommand(CLI::App& app, const Verbosity& verbosity);
 Command addRequestsCommand(CLI::App& app, const Verbosity& verbosity);
 Command addShowCommand(CLI::App& app, const Verbosity& verbosity);
 Command addQueryCommand(CLI::App& app, const Verbosity& verbosity);
+Command addAnalyseCommand(CLI::App& app, const Verbosity& verbosity);
+Command addReplayCommand(CLI::App& app, const Verbosity& verbosity);
 
 }  // namespace vigil::cli

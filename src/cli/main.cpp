@@ -32,7 +32,8 @@ int main(int argc, char** argv) {
         cli::addDumpCommand(app, verbosity),     cli::addRecordCommand(app, verbosity),
         cli::addTopCommand(app, verbosity),      cli::addRunCommand(app, verbosity),
         cli::addRequestsCommand(app, verbosity), cli::addShowCommand(app, verbosity),
-        cli::addQueryCommand(app, verbosity),
+        cli::addQueryCommand(app, verbosity),    cli::addAnalyseCommand(app, verbosity),
+        cli::addReplayCommand(app, verbosity),
     };
     try {
         app.parse(argc, argv);

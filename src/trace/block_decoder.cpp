@@ -31,7 +31,12 @@ std::string decompress(const BlockHeader& header, std::string_view compressed) {
     return raw;
 }
 
-void interpolate(std::vector<TimePoint>& points, std::vector<TraceEvent>& events) {
+// Also gives each event's bracket: none with a stamp of its own, else the
+// time points around it (none outside them: the writer never writes such
+// blocks).
+void interpolate(std::vector<TimePoint>& points, std::vector<TraceEvent>& events,
+                 std::vector<TimeBracket>* brackets) {
+    if (brackets) brackets->assign(events.size(), TimeBracket{});
     if (points.empty()) return;  // the writer starts every block with one
     for (size_t i = 1; i < points.size(); ++i)
         points[i].ns = std::max(points[i].ns, points[i - 1].ns);
@@ -53,6 +58,7 @@ void interpolate(std::vector<TimePoint>& points, std::vector<TraceEvent>& events
                               static_cast<double>(b.position - a.position);
             event.estimatedTimeNs =
                 a.ns + static_cast<int64_t>(static_cast<double>(b.ns - a.ns) * fraction);
+            if (brackets) (*brackets)[i] = {a.ns, b.ns};
         }
     }
 }
@@ -67,12 +73,19 @@ void checkPayload(const BlockHeader& header, std::string_view compressed) {
 }
 
 std::vector<TraceEvent> decodeBlock(const BlockHeader& header, std::string_view compressed) {
+    std::vector<TraceEvent> events;
+    decodeBlock(header, compressed, events, nullptr);
+    return events;
+}
+
+void decodeBlock(const BlockHeader& header, std::string_view compressed,
+                 std::vector<TraceEvent>& events, std::vector<TimeBracket>* brackets) {
     checkPayload(header, compressed);
     std::string raw = decompress(header, compressed);
     ByteReader reader(raw);
     std::vector<TraceFrame> stack = header.stack;
     uint64_t task = header.task;
-    std::vector<TraceEvent> events;
+    events.clear();
     events.reserve(header.events);
     std::vector<TimePoint> points;
     int64_t lastNs = header.firstNs;
@@ -134,8 +147,7 @@ std::vector<TraceEvent> decodeBlock(const BlockHeader& header, std::string_view 
     if (events.size() != header.events)
         throw FormatError(fmt::format("{} events in the payload, the header says {}", events.size(),
                                       header.events));
-    interpolate(points, events);
-    return events;
+    interpolate(points, events, brackets);
 }
 
 }  // namespace vigil::trace

@@ -3,6 +3,7 @@
 // and a time interpolated between the block's time points.
 #pragma once
 
+#include <cstdint>
 #include <string_view>
 #include <vector>
 
@@ -21,5 +22,19 @@ void checkPayload(const BlockHeader& header, std::string_view compressed);
 // last take its time. Time points are made non-decreasing first. Throws
 // FormatError for a payload that does not decode to what the header says.
 std::vector<TraceEvent> decodeBlock(const BlockHeader& header, std::string_view compressed);
+// Where an event's true time lies: between the two time points around it
+// (both 0 for a precise event, whose time is its own). Its estimated time
+// is in there too, so it is off by at most toNs - fromNs.
+struct TimeBracket {
+    int64_t fromNs = 0;
+    int64_t toNs = 0;
+    int64_t width() const { return toNs - fromNs; }
+    bool operator==(const TimeBracket&) const = default;
+};
+
+// The same into `events` (replaced; its capacity is reused), and, when
+// `brackets` is given, each event's bracket (replaced).
+void decodeBlock(const BlockHeader& header, std::string_view compressed,
+                 std::vector<TraceEvent>& events, std::vector<TimeBracket>* brackets);
 
 }  // namespace vigil::trace

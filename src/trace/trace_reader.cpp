@@ -203,6 +203,18 @@ void TraceReader::readTable(const char* name, std::string_view magic, uint64_t& 
 }
 
 std::vector<TraceEvent> TraceReader::decode(const TraceBlock& block) const {
+    std::vector<TraceEvent> events;
+    decodeInto(block, events, nullptr);
+    return events;
+}
+
+void TraceReader::decode(const TraceBlock& block, std::vector<TraceEvent>& events,
+                         std::vector<TimeBracket>& brackets) const {
+    decodeInto(block, events, &brackets);
+}
+
+void TraceReader::decodeInto(const TraceBlock& block, std::vector<TraceEvent>& events,
+                             std::vector<TimeBracket>* brackets) const {
     std::string file = path(segmentFileName(block.segment));
     auto segment = segments_.find(block.segment);
     std::string bytes = segment != segments_.end()
@@ -211,8 +223,8 @@ std::vector<TraceEvent> TraceReader::decode(const TraceBlock& block) const {
     try {
         if (bytes.size() < block.size) throw FormatError("truncated");
         BlockHeader header = parseBlockHeader(bytes);
-        return decodeBlock(header,
-                           std::string_view(bytes).substr(blockHeaderSize(header.stack.size())));
+        decodeBlock(header, std::string_view(bytes).substr(blockHeaderSize(header.stack.size())),
+                    events, brackets);
     } catch (const FormatError& error) {
         throw BadFileError(fmt::format("{}: block {} at offset {} is corrupt: {}", file,
                                        block.number, block.offset, error.what()));

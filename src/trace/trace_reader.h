@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "trace/block_decoder.h"
 #include "trace/code_table.h"
 #include "trace/file_io.h"
 #include "trace/format.h"
@@ -68,6 +69,10 @@ class TraceReader {
 
     // Throws BadFileError (the file changed since it was checked).
     std::vector<TraceEvent> decode(const TraceBlock& block) const;
+    // The same into `events` (replaced, its capacity reused), with where
+    // each event's true time lies (block_decoder.h).
+    void decode(const TraceBlock& block, std::vector<TraceEvent>& events,
+                std::vector<trace::TimeBracket>& brackets) const;
     // The blocks whose time range meets [fromNs, toNs], in time order:
     // two binary searches, nothing decoded.
     std::vector<const TraceBlock*> overlapping(int64_t fromNs, int64_t toNs) const;
@@ -96,6 +101,8 @@ class TraceReader {
     void readIndex(uint32_t number, Segment& segment);
     Outcome readBlock(uint32_t number, Segment& segment, bool last);
     void fail(uint32_t segment, const std::string& what);
+    void decodeInto(const TraceBlock& block, std::vector<TraceEvent>& events,
+                    std::vector<trace::TimeBracket>* brackets) const;
     template <typename Parse>
     void readTable(const char* name, std::string_view magic, uint64_t& offset, Parse parse);
     std::string path(const std::string& name) const { return dir_ + "/" + name; }

@@ -18,6 +18,10 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include "temp_dir.h"
+
+using vigil::testing::TempDir;
 #include <sqlite3.h>
 
 #include "core/errors.h"
@@ -35,26 +39,6 @@ int64_t nowNs() {
                std::chrono::system_clock::now().time_since_epoch())
         .count();
 }
-
-class TempDir {
-  public:
-    TempDir() {
-        std::string pattern = (fs::temp_directory_path() / "vigil-store-test-XXXXXX").string();
-        if (mkdtemp(pattern.data())) path_ = pattern;
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        for (const auto& entry : fs::recursive_directory_iterator(path_, ignored))
-            fs::permissions(entry.path(), fs::perms::owner_all, fs::perm_options::add, ignored);
-        fs::remove_all(path_, ignored);
-    }
-    const std::string& path() const { return path_; }
-    // The store lives one level down, so that the writer creates its directory.
-    std::string store() const { return path_ + "/store"; }
-
-  private:
-    std::string path_;
-};
 
 FinishedRequest simpleRequest(int i, int64_t startNs, int64_t durationNs = 1'000'000) {
     FinishedRequest request;
@@ -168,18 +152,18 @@ int inChild(const std::function<int()>& body) {
 }
 
 TEST(Store, WritesAndReadsBackEveryField) {
-    TempDir dir;
+    TempDir dir{"vigil-store-test"};
     FinishedRequest full = fullRequest();
     FinishedRequest plain = simpleRequest(2, nowNs());
     {
-        StoreWriter writer(dir.store(), testLimits(), nullptr);
+        StoreWriter writer(dir.sub("store"), testLimits(), nullptr);
         EXPECT_TRUE(writer.submit(FinishedRequest(full)));
         EXPECT_TRUE(writer.submit(FinishedRequest(plain)));
         writer.flush();
         EXPECT_EQ(writer.written(), 2u);
         EXPECT_EQ(writer.dropped(), 0u);
     }
-    StoreReader reader(dir.store());
+    StoreReader reader(dir.sub("store"));
     auto found = reader.find("angry_einstein_7f3a");
     ASSERT_TRUE(found);
     expectSame(*found, full);
@@ -190,37 +174,37 @@ TEST(Store, WritesAndReadsBackEveryField) {
 }
 
 TEST(Store, CreatesPrivateFilesInWalModeWithIncrementalVacuum) {
-    TempDir dir;
+    TempDir dir{"vigil-store-test"};
     {
-        StoreWriter writer(dir.store(), testLimits(), nullptr);
+        StoreWriter writer(dir.sub("store"), testLimits(), nullptr);
         writer.submit(simpleRequest(1, nowNs()));
         writer.flush();
         struct stat info {};
-        ASSERT_EQ(stat(dir.store().c_str(), &info), 0);
+        ASSERT_EQ(stat(dir.sub("store").c_str(), &info), 0);
         EXPECT_EQ(info.st_mode & 0777, 0700u);
-        ASSERT_EQ(stat(storePath(dir.store()).c_str(), &info), 0);
+        ASSERT_EQ(stat(storePath(dir.sub("store")).c_str(), &info), 0);
         EXPECT_EQ(info.st_mode & 0777, 0600u);
-        ASSERT_EQ(stat((storePath(dir.store()) + "-wal").c_str(), &info), 0);
+        ASSERT_EQ(stat((storePath(dir.sub("store")) + "-wal").c_str(), &info), 0);
         EXPECT_EQ(info.st_mode & 0777, 0600u);
     }
-    RawStore raw(dir.store());
+    RawStore raw(dir.sub("store"));
     EXPECT_EQ(raw.text("PRAGMA journal_mode"), "wal");
     EXPECT_EQ(raw.integer("PRAGMA auto_vacuum"), 2);  // incremental
     EXPECT_EQ(raw.integer("PRAGMA user_version"), kStoreSchemaVersion);
 }
 
 TEST(Store, QueriesFilterSortAndLimit) {
-    TempDir dir;
+    TempDir dir{"vigil-store-test"};
     int64_t now = nowNs();
     {
-        StoreWriter writer(dir.store(), testLimits(), nullptr);
+        StoreWriter writer(dir.sub("store"), testLimits(), nullptr);
         for (int i = 0; i < 30; ++i) {
             FinishedRequest request = simpleRequest(i, now - i * 60 * kSecond, (i + 1) * 1'000'000);
             if (i % 10 == 0) request.outcome = "error";
             writer.submit(std::move(request));
         }
     }
-    StoreReader reader(dir.store());
+    StoreReader reader(dir.sub("store"));
     QueryFilter filter;
     EXPECT_EQ(reader.query(filter).size(), 30u);
     filter.sort = QuerySort::kSlowest;
@@ -245,10 +229,10 @@ TEST(Store, QueriesFilterSortAndLimit) {
 }
 
 TEST(Store, AggregatesExactNearestRankPercentiles) {
-    TempDir dir;
+    TempDir dir{"vigil-store-test"};
     int64_t now = nowNs();
     {
-        StoreWriter writer(dir.store(), testLimits(), nullptr);
+        StoreWriter writer(dir.sub("store"), testLimits(), nullptr);
         for (int i = 1; i <= 100; ++i) {
             FinishedRequest request = simpleRequest(i, now, i * 1'000'000);
             request.name = "GET /items";
@@ -261,7 +245,7 @@ TEST(Store, AggregatesExactNearestRankPercentiles) {
             writer.submit(std::move(request));
         }
     }
-    StoreReader reader(dir.store());
+    StoreReader reader(dir.sub("store"));
     auto stats = reader.aggregate({});
     ASSERT_EQ(stats.size(), 2u);
     EXPECT_EQ(stats[0].name, "GET /items");
@@ -277,12 +261,12 @@ TEST(Store, AggregatesExactNearestRankPercentiles) {
 }
 
 TEST(Store, RetentionDeletesRequestsOlderThanTheMaximumAge) {
-    TempDir dir;
+    TempDir dir{"vigil-store-test"};
     StoreLimits limits = testLimits();
     limits.maxAgeNs = 3600 * kSecond;
     int64_t now = nowNs();
     {
-        StoreWriter writer(dir.store(), limits, nullptr);
+        StoreWriter writer(dir.sub("store"), limits, nullptr);
         for (int i = 0; i < 50; ++i) {
             FinishedRequest request = fullRequest();
             request.txn = fmt::format("old_{}", i);
@@ -292,16 +276,16 @@ TEST(Store, RetentionDeletesRequestsOlderThanTheMaximumAge) {
         for (int i = 0; i < 20; ++i) writer.submit(simpleRequest(i, now - i * kSecond));
         writer.flush();
     }
-    StoreReader reader(dir.store());
+    StoreReader reader(dir.sub("store"));
     EXPECT_EQ(reader.query({}).size(), 20u);
     EXPECT_FALSE(reader.find("old_0"));
-    RawStore raw(dir.store());
+    RawStore raw(dir.sub("store"));
     EXPECT_EQ(raw.integer("SELECT count(*) FROM profiles"), 0);  // went with their requests
     EXPECT_EQ(raw.integer("SELECT count(*) FROM exceptions"), 0);
 }
 
 TEST(Store, RetentionKeepsTheStoreUnderItsMaximumSize) {
-    TempDir dir;
+    TempDir dir{"vigil-store-test"};
     StoreLimits limits = testLimits();
     limits.maxSizeBytes = 256 << 10;
     int64_t start = nowNs() - 3600 * kSecond;
@@ -310,7 +294,7 @@ TEST(Store, RetentionKeepsTheStoreUnderItsMaximumSize) {
         profile +=
             fmt::format("main (app.py:1);handler_{0} (app.py:{0});query (db.py:9) 5\n", line);
     {
-        StoreWriter writer(dir.store(), limits, nullptr);
+        StoreWriter writer(dir.sub("store"), limits, nullptr);
         for (int i = 0; i < 4000; ++i) {
             FinishedRequest request = simpleRequest(i, start + i * 1000);
             request.profileKept = true;
@@ -320,11 +304,11 @@ TEST(Store, RetentionKeepsTheStoreUnderItsMaximumSize) {
         }
         writer.flush();
     }
-    RawStore raw(dir.store());
+    RawStore raw(dir.sub("store"));
     int64_t used = (raw.integer("PRAGMA page_count") - raw.integer("PRAGMA freelist_count")) *
                    raw.integer("PRAGMA page_size");
     EXPECT_LE(used, limits.maxSizeBytes);
-    EXPECT_LE(static_cast<int64_t>(fs::file_size(storePath(dir.store()))),
+    EXPECT_LE(static_cast<int64_t>(fs::file_size(storePath(dir.sub("store")))),
               limits.maxSizeBytes + (64 << 10));
     int64_t kept = raw.integer("SELECT count(*) FROM requests");
     EXPECT_GT(kept, 50);
@@ -336,10 +320,10 @@ TEST(Store, RetentionKeepsTheStoreUnderItsMaximumSize) {
 }
 
 TEST(Store, FullQueueDropsAndCountsWithoutWaiting) {
-    TempDir dir;
+    TempDir dir{"vigil-store-test"};
     StoreLimits limits = testLimits();
     limits.queueCapacity = 100;
-    StoreWriter writer(dir.store(), limits, nullptr);
+    StoreWriter writer(dir.sub("store"), limits, nullptr);
     writer.pause();  // the thread takes nothing off the queue now
     auto slowest = std::chrono::nanoseconds(0);
     int refused = 0;
@@ -354,17 +338,17 @@ TEST(Store, FullQueueDropsAndCountsWithoutWaiting) {
     writer.resume();
     writer.flush();
     EXPECT_EQ(writer.written(), 100u);
-    EXPECT_EQ(StoreReader(dir.store()).query({}).size(), 100u);
+    EXPECT_EQ(StoreReader(dir.sub("store")).query({}).size(), 100u);
 }
 
 TEST(Store, TwoProcessesShareOneStore) {
-    TempDir dir;
+    TempDir dir{"vigil-store-test"};
     constexpr int kEach = 5000;
     std::vector<pid_t> children;
     for (int process = 0; process < 2; ++process) {
         pid_t pid = fork();
         if (pid == 0) {
-            StoreWriter writer(dir.store(), testLimits(), [](const std::string& line) {
+            StoreWriter writer(dir.sub("store"), testLimits(), [](const std::string& line) {
                 std::fprintf(stderr, "store: %s\n", line.c_str());
             });
             int64_t now = nowNs();
@@ -381,20 +365,20 @@ TEST(Store, TwoProcessesShareOneStore) {
         waitpid(pid, &status, 0);
         EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
     }
-    StoreReader reader(dir.store());
+    StoreReader reader(dir.sub("store"));
     std::set<std::string> txns;
     for (const FinishedRequest& request : reader.query({})) txns.insert(request.txn);
     EXPECT_EQ(txns.size(), 2u * kEach);
 }
 
 TEST(Store, SigkilledWriterLeavesEveryFlushedRecord) {
-    TempDir dir;
+    TempDir dir{"vigil-store-test"};
     constexpr int kFlushed = 3000;
     int ready[2];
     ASSERT_EQ(pipe(ready), 0);
     pid_t pid = fork();
     if (pid == 0) {
-        StoreWriter writer(dir.store(), testLimits(), nullptr);
+        StoreWriter writer(dir.sub("store"), testLimits(), nullptr);
         int64_t now = nowNs();
         for (int i = 0; i < kFlushed; ++i) writer.submit(simpleRequest(i, now));
         writer.flush();
@@ -414,20 +398,20 @@ TEST(Store, SigkilledWriterLeavesEveryFlushedRecord) {
     int status = 0;
     waitpid(pid, &status, 0);
     ASSERT_TRUE(WIFSIGNALED(status));
-    StoreReader reader(dir.store());
+    StoreReader reader(dir.sub("store"));
     for (int i = 0; i < kFlushed; ++i) ASSERT_TRUE(reader.find(fmt::format("txn_{:06d}", i))) << i;
     EXPECT_GE(reader.query({}).size(), static_cast<size_t>(kFlushed));
-    EXPECT_EQ(RawStore(dir.store()).text("PRAGMA integrity_check"), "ok");
+    EXPECT_EQ(RawStore(dir.sub("store")).text("PRAGMA integrity_check"), "ok");
     close(ready[0]);
     close(ready[1]);
 }
 
 TEST(Store, CorruptFileIsReportedOnceAndTheAppGoesOn) {
-    TempDir dir;
-    fs::create_directory(dir.store());
-    std::ofstream(storePath(dir.store())) << std::string(8192, 'x') << "not a database";
+    TempDir dir{"vigil-store-test"};
+    fs::create_directory(dir.sub("store"));
+    std::ofstream(storePath(dir.sub("store"))) << std::string(8192, 'x') << "not a database";
     std::vector<std::string> reports;
-    StoreWriter writer(dir.store(), testLimits(),
+    StoreWriter writer(dir.sub("store"), testLimits(),
                        [&](const std::string& line) { reports.push_back(line); });
     for (int round = 0; round < 3; ++round) {
         for (int i = 0; i < 10; ++i) EXPECT_TRUE(writer.submit(simpleRequest(i, nowNs())));
@@ -436,10 +420,10 @@ TEST(Store, CorruptFileIsReportedOnceAndTheAppGoesOn) {
     EXPECT_EQ(writer.dropped(), 30u);
     EXPECT_EQ(writer.written(), 0u);
     ASSERT_EQ(reports.size(), 1u);
-    EXPECT_NE(reports[0].find(storePath(dir.store())), std::string::npos) << reports[0];
+    EXPECT_NE(reports[0].find(storePath(dir.sub("store"))), std::string::npos) << reports[0];
     EXPECT_NE(reports[0].find("move the file away"), std::string::npos) << reports[0];
     try {
-        StoreReader reader(dir.store());
+        StoreReader reader(dir.sub("store"));
         FAIL() << "a corrupt store was read";
     } catch (const BadFileError& error) {
         EXPECT_NE(std::string(error.what()).find("not a database"), std::string::npos)
@@ -448,16 +432,16 @@ TEST(Store, CorruptFileIsReportedOnceAndTheAppGoesOn) {
 }
 
 TEST(Store, UnwritableDirectoryIsReportedOnceAndTheAppGoesOn) {
-    TempDir dir;
-    fs::create_directory(dir.store(), dir.path());
+    TempDir dir{"vigil-store-test"};
+    fs::create_directory(dir.sub("store"), dir.path());
     chmod(dir.path().c_str(), 0755);
-    chmod(dir.store().c_str(), 0555);
+    chmod(dir.sub("store").c_str(), 0555);
     int status = inChild([&] {
         // Root writes anywhere: the child gives that up first.
         if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) return 10;
         std::vector<std::string> reports;
         {
-            StoreWriter writer(dir.store(), testLimits(),
+            StoreWriter writer(dir.sub("store"), testLimits(),
                                [&](const std::string& line) { reports.push_back(line); });
             for (int round = 0; round < 3; ++round) {
                 for (int i = 0; i < 10; ++i)
@@ -474,15 +458,15 @@ TEST(Store, UnwritableDirectoryIsReportedOnceAndTheAppGoesOn) {
 }
 
 TEST(Store, NewerSchemaIsRefused) {
-    TempDir dir;
+    TempDir dir{"vigil-store-test"};
     {
-        StoreWriter writer(dir.store(), testLimits(), nullptr);
+        StoreWriter writer(dir.sub("store"), testLimits(), nullptr);
         writer.submit(simpleRequest(1, nowNs()));
     }
-    RawStore(dir.store()).text("PRAGMA user_version = 99");
+    RawStore(dir.sub("store")).text("PRAGMA user_version = 99");
     std::vector<std::string> reports;
     {
-        StoreWriter writer(dir.store(), testLimits(),
+        StoreWriter writer(dir.sub("store"), testLimits(),
                            [&](const std::string& line) { reports.push_back(line); });
         writer.submit(simpleRequest(2, nowNs()));
         writer.flush();
@@ -490,16 +474,16 @@ TEST(Store, NewerSchemaIsRefused) {
     }
     ASSERT_EQ(reports.size(), 1u);
     EXPECT_NE(reports[0].find("schema version 99 is newer"), std::string::npos) << reports[0];
-    EXPECT_THROW(StoreReader reader(dir.store()), BadFileError);
+    EXPECT_THROW(StoreReader reader(dir.sub("store")), BadFileError);
 }
 
 TEST(Store, MissingStoreIsABadFile) {
-    TempDir dir;
+    TempDir dir{"vigil-store-test"};
     try {
-        StoreReader reader(dir.store());
+        StoreReader reader(dir.sub("store"));
         FAIL() << "read a store that does not exist";
     } catch (const BadFileError& error) {
-        EXPECT_NE(std::string(error.what()).find("no vigil store in " + dir.store()),
+        EXPECT_NE(std::string(error.what()).find("no vigil store in " + dir.sub("store")),
                   std::string::npos)
             << error.what();
     }

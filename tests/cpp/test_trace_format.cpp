@@ -16,6 +16,10 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "temp_dir.h"
+
+using vigil::testing::TempDir;
+
 #include "core/agent_state.h"
 #include "trace/block_decoder.h"
 #include "trace/block_encoder.h"
@@ -28,24 +32,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using trace::RawKind;
-
-class TempDir {
-  public:
-    TempDir() {
-        std::string pattern = (fs::temp_directory_path() / "vigil-trace-test-XXXXXX").string();
-        if (mkdtemp(pattern.data())) path_ = pattern;
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        fs::remove_all(path_, ignored);
-    }
-    const std::string& path() const { return path_; }
-    // A process directory the writer creates.
-    std::string trace() const { return path_ + "/trace"; }
-
-  private:
-    std::string path_;
-};
 
 int64_t monotonicNs() {
     return clockNs(CLOCK_MONOTONIC);
@@ -290,10 +276,10 @@ TEST(TraceCodecTest, KeepsOnlyTheTightestTimePointsAtTheEdges) {
 // --- Writer and reader ---
 
 TEST(TraceFormatTest, RoundTripOfFourThreadsWithTasksAndDeepStacks) {
-    TempDir dir;
+    TempDir dir{"vigil-trace-test"};
     std::vector<Script> scripts;
     {
-        TraceWriter writer(dir.trace(), "test", ::getpid(), {});
+        TraceWriter writer(dir.sub("trace"), "test", ::getpid(), {});
         std::vector<uint32_t> codes = defineCodes(writer, 40);
         for (int i = 0; i < 4; ++i) scripts.emplace_back(nullptr, 1000 + i, codes, 17 + i);
         std::vector<std::thread> threads;
@@ -316,7 +302,7 @@ TEST(TraceFormatTest, RoundTripOfFourThreadsWithTasksAndDeepStacks) {
         for (const Script& script : scripts) total += script.expected().size();
         EXPECT_EQ(stats.events, total);
     }
-    TraceReader reader(dir.trace());
+    TraceReader reader(dir.sub("trace"));
     ASSERT_FALSE(reader.error()) << reader.error()->what();
     EXPECT_EQ(reader.meta().processName, "test");
     EXPECT_EQ(reader.meta().pid, ::getpid());
@@ -383,7 +369,7 @@ void expectPrecise(const std::vector<TraceEvent>& events,
 }
 
 TEST(TraceFormatTest, PreciseModeTimesEveryEvent) {
-    TempDir dir;
+    TempDir dir{"vigil-trace-test"};
     std::vector<std::pair<int64_t, int64_t>> brackets;
     auto timedLines = [&](ThreadTrace* thread, uint32_t from, uint32_t to) {
         for (uint32_t line = from; line < to; ++line) {
@@ -395,7 +381,7 @@ TEST(TraceFormatTest, PreciseModeTimesEveryEvent) {
     {
         TraceOptions options;
         options.precise = true;
-        TraceWriter writer(dir.trace(), "test", ::getpid(), options);
+        TraceWriter writer(dir.sub("trace"), "test", ::getpid(), options);
         ThreadTrace* thread = writer.thread(7);
         thread->call(writer.defineCode("/a.py", "f", 1), 1);
         brackets.push_back({0, 0});
@@ -405,7 +391,7 @@ TEST(TraceFormatTest, PreciseModeTimesEveryEvent) {
         thread->precise(true);
         timedLines(thread, 1000, 1500);
     }
-    TraceReader reader(dir.trace());
+    TraceReader reader(dir.sub("trace"));
     std::vector<TraceEvent> events = reader.events();
     ASSERT_EQ(events.size(), brackets.size());
     expectPrecise(events, brackets, 1, 499);
@@ -416,10 +402,10 @@ TEST(TraceFormatTest, PreciseModeTimesEveryEvent) {
 }
 
 TEST(TraceFormatTest, AQuietSpellIsNotSpreadOverTheEventsAroundIt) {
-    TempDir dir;
+    TempDir dir{"vigil-trace-test"};
     int64_t start, quietFrom, quietTo;
     {
-        TraceWriter writer(dir.trace(), "test", ::getpid(), {});
+        TraceWriter writer(dir.sub("trace"), "test", ::getpid(), {});
         ThreadTrace* thread = writer.thread(7);
         uint32_t code = writer.defineCode("/a.py", "f", 1);
         start = monotonicNs();
@@ -430,7 +416,7 @@ TEST(TraceFormatTest, AQuietSpellIsNotSpreadOverTheEventsAroundIt) {
         quietTo = monotonicNs();
         for (uint32_t line = 22; line < 42; ++line) thread->line(line);
     }
-    TraceReader reader(dir.trace());
+    TraceReader reader(dir.sub("trace"));
     std::vector<TraceEvent> events = reader.events();
     ASSERT_EQ(events.size(), 41u);
     // Before the spell: within a pass or two of the writer's thread (10 ms
@@ -471,17 +457,17 @@ Batches writeBatches(TraceWriter& writer, int batches, int eventsPerBatch) {
 }
 
 TEST(TraceFormatTest, SeeksByTimeWithTheIndex) {
-    TempDir dir;
+    TempDir dir{"vigil-trace-test"};
     Batches batches;
     {
-        TraceWriter writer(dir.trace(), "test", ::getpid(), {});
+        TraceWriter writer(dir.sub("trace"), "test", ::getpid(), {});
         batches = writeBatches(writer, 10, 1000);
     }
-    TraceReader reader(dir.trace());
+    TraceReader reader(dir.sub("trace"));
     ASSERT_FALSE(reader.error());
     ASSERT_EQ(reader.blocks().size(), 10u);
     // The index holds one entry per block, pointing at it.
-    std::ifstream index(dir.trace() + "/" + trace::indexFileName(1), std::ios::binary);
+    std::ifstream index(dir.sub("trace") + "/" + trace::indexFileName(1), std::ios::binary);
     std::string bytes((std::istreambuf_iterator<char>(index)), std::istreambuf_iterator<char>());
     ASSERT_EQ(bytes.size(), trace::kFileHeaderSize + 10 * trace::kIndexEntrySize);
     for (size_t i = 0; i < 10; ++i) {
@@ -507,23 +493,23 @@ TEST(TraceFormatTest, SeeksByTimeWithTheIndex) {
 }
 
 TEST(TraceFormatTest, ACorruptBlockIsNamedAndTheBlocksBeforeItStillRead) {
-    TempDir dir;
+    TempDir dir{"vigil-trace-test"};
     Batches batches;
     {
-        TraceWriter writer(dir.trace(), "test", ::getpid(), {});
+        TraceWriter writer(dir.sub("trace"), "test", ::getpid(), {});
         batches = writeBatches(writer, 6, 500);
     }
-    std::string segment = dir.trace() + "/" + trace::segmentFileName(1);
+    std::string segment = dir.sub("trace") + "/" + trace::segmentFileName(1);
     std::vector<TraceBlock> intact;
     {
-        TraceReader reader(dir.trace());
+        TraceReader reader(dir.sub("trace"));
         intact = reader.blocks();
     }
     ASSERT_EQ(intact.size(), 6u);
     const TraceBlock& third = intact[3];
     for (uint64_t offset : {third.offset + third.size - 3, third.offset}) {  // payload, magic
         flipByte(segment, offset);
-        TraceReader reader(dir.trace());
+        TraceReader reader(dir.sub("trace"));
         ASSERT_TRUE(reader.error());
         std::string message = reader.error()->what();
         EXPECT_NE(message.find("events-000001.vtr: block 3 at offset"), std::string::npos)
@@ -537,8 +523,8 @@ TEST(TraceFormatTest, ACorruptBlockIsNamedAndTheBlocksBeforeItStillRead) {
         flipByte(segment, offset);  // back as it was
     }
     // A bad index entry is no error: the index only helps find the blocks.
-    flipByte(dir.trace() + "/" + trace::indexFileName(1), trace::kFileHeaderSize + 2);
-    TraceReader reader(dir.trace());
+    flipByte(dir.sub("trace") + "/" + trace::indexFileName(1), trace::kFileHeaderSize + 2);
+    TraceReader reader(dir.sub("trace"));
     EXPECT_FALSE(reader.error());
     EXPECT_EQ(reader.blocks().size(), 6u);
 }
@@ -577,8 +563,8 @@ ForkedChild forkWithPipe(void (*body)(const std::string&, int), const std::strin
 }
 
 TEST(TraceFormatTest, AKilledWritersFlushedEventsAllRead) {
-    TempDir dir;
-    auto [child, fromChild] = forkWithPipe(recordUntilKilled, dir.trace());
+    TempDir dir{"vigil-trace-test"};
+    auto [child, fromChild] = forkWithPipe(recordUntilKilled, dir.sub("trace"));
     ASSERT_GE(child, 0);
     char byte = 0;
     ASSERT_EQ(::read(fromChild, &byte, 1), 1);
@@ -592,7 +578,7 @@ TEST(TraceFormatTest, AKilledWritersFlushedEventsAllRead) {
 
     std::vector<TraceBlock> blocks;
     {
-        TraceReader reader(dir.trace());
+        TraceReader reader(dir.sub("trace"));
         EXPECT_FALSE(reader.live());
         std::vector<TraceEvent> events = eventsOf(reader, 9);
         ASSERT_GE(events.size(), 20000u);
@@ -604,9 +590,9 @@ TEST(TraceFormatTest, AKilledWritersFlushedEventsAllRead) {
     auto last = std::max_element(blocks.begin(), blocks.end(),
                                  [](const auto& a, const auto& b) { return a.number < b.number; });
     ASSERT_GT(last->number, 0u);
-    fs::resize_file(dir.trace() + "/" + trace::segmentFileName(last->segment),
+    fs::resize_file(dir.sub("trace") + "/" + trace::segmentFileName(last->segment),
                     last->offset + last->size / 2);
-    TraceReader reader(dir.trace());
+    TraceReader reader(dir.sub("trace"));
     ASSERT_TRUE(reader.error());
     std::string message = reader.error()->what();
     EXPECT_NE(message.find(fmt::format("{}: block {} at offset {} is truncated",
@@ -622,12 +608,12 @@ TEST(TraceFormatTest, AKilledWritersFlushedEventsAllRead) {
 }
 
 TEST(TraceFormatTest, UnflushedEventsReachTheDiskWithin100Milliseconds) {
-    TempDir dir;
-    TraceWriter writer(dir.trace(), "test", ::getpid(), {});
+    TempDir dir{"vigil-trace-test"};
+    TraceWriter writer(dir.sub("trace"), "test", ::getpid(), {});
     ThreadTrace* thread = writer.thread(7);
     thread->call(writer.defineCode("/a.py", "f", 1), 1);
     writer.flush();
-    TraceReader reader(dir.trace());
+    TraceReader reader(dir.sub("trace"));
     EXPECT_TRUE(reader.live());
     size_t seen = 1;
     for (int burst = 0; burst < 3; ++burst) {
@@ -649,12 +635,12 @@ TEST(TraceFormatTest, UnflushedEventsReachTheDiskWithin100Milliseconds) {
 }
 
 TEST(TraceFormatTest, ReadsTheTraceOfARunningProcess) {
-    TempDir dir;
-    TraceWriter writer(dir.trace(), "test", ::getpid(), {});
+    TempDir dir{"vigil-trace-test"};
+    TraceWriter writer(dir.sub("trace"), "test", ::getpid(), {});
     Script script(writer.thread(7), 7, defineCodes(writer, 8), 3);
     script.random(30000);
     writer.flush();
-    TraceReader reader(dir.trace());
+    TraceReader reader(dir.sub("trace"));
     EXPECT_TRUE(reader.live());
     EXPECT_FALSE(reader.error());
     expectSameEvents(eventsOf(reader, 7), script.expected());
@@ -668,28 +654,28 @@ TEST(TraceFormatTest, ReadsTheTraceOfARunningProcess) {
 }
 
 TEST(TraceFormatTest, TheSizeLimitDropsTheOldestSegments) {
-    TempDir dir;
+    TempDir dir{"vigil-trace-test"};
     TraceOptions options;
     options.limits.maxBytes = 512 << 10;  // segments of 128 KiB
     Script script(nullptr, 0, {}, 0);
     TraceStats stats;
     {
-        TraceWriter writer(dir.trace(), "test", ::getpid(), options);
+        TraceWriter writer(dir.sub("trace"), "test", ::getpid(), options);
         script = Script(writer.thread(7), 7, defineCodes(writer, 30), 11);
         for (int round = 0; round < 40; ++round) {
             script.random(25000);
             writer.flush();
-            EXPECT_LE(directoryBytes(dir.trace()), options.limits.maxBytes);
+            EXPECT_LE(directoryBytes(dir.sub("trace")), options.limits.maxBytes);
         }
         stats = writer.stats();
     }
     EXPECT_FALSE(stats.stopped);
     EXPECT_GT(stats.segmentsDropped, 0u);
-    EXPECT_FALSE(fs::exists(dir.trace() + "/" + trace::segmentFileName(1)));
-    EXPECT_FALSE(fs::exists(dir.trace() + "/" + trace::indexFileName(1)));
-    EXPECT_LE(directoryBytes(dir.trace()), options.limits.maxBytes);
-    EXPECT_EQ(stats.bytesOnDisk, directoryBytes(dir.trace()));
-    TraceReader reader(dir.trace());
+    EXPECT_FALSE(fs::exists(dir.sub("trace") + "/" + trace::segmentFileName(1)));
+    EXPECT_FALSE(fs::exists(dir.sub("trace") + "/" + trace::indexFileName(1)));
+    EXPECT_LE(directoryBytes(dir.sub("trace")), options.limits.maxBytes);
+    EXPECT_EQ(stats.bytesOnDisk, directoryBytes(dir.sub("trace")));
+    TraceReader reader(dir.sub("trace"));
     ASSERT_FALSE(reader.error()) << reader.error()->what();
     std::vector<const TraceBlock*> blocks = blocksOf(reader, 7);
     ASSERT_FALSE(blocks.empty());
@@ -725,8 +711,8 @@ TEST(TraceFormatTest, TheSizeLimitDropsTheOldestSegments) {
 }
 
 TEST(TraceFormatTest, AWriteErrorStopsTheRecordingWithOneReport) {
-    TempDir dir;
-    auto [child, fromChild] = forkWithPipe(recordPastTheFileSizeLimit, dir.trace());
+    TempDir dir{"vigil-trace-test"};
+    auto [child, fromChild] = forkWithPipe(recordPastTheFileSizeLimit, dir.sub("trace"));
     ASSERT_GE(child, 0);
     std::string reports;
     char buffer[512];
@@ -741,7 +727,7 @@ TEST(TraceFormatTest, AWriteErrorStopsTheRecordingWithOneReport) {
     EXPECT_TRUE(reports.starts_with("trace recording stopped: cannot write ")) << reports;
     EXPECT_NE(reports.find("File too large"), std::string::npos) << reports;
     // The block that did not fit was taken back: the trace ends cleanly.
-    TraceReader reader(dir.trace());
+    TraceReader reader(dir.sub("trace"));
     EXPECT_FALSE(reader.error()) << reader.error()->what();
     Script expected(nullptr, 9, {1, 2, 3, 4, 5, 6, 7, 8}, 21);
     expected.random(50000 * 40);
@@ -751,12 +737,12 @@ TEST(TraceFormatTest, AWriteErrorStopsTheRecordingWithOneReport) {
 }
 
 TEST(TraceFormatTest, ExhaustedBuffersStopTheRecording) {
-    TempDir dir;
+    TempDir dir{"vigil-trace-test"};
     std::vector<std::string> reports;
     TraceOptions options;
     options.limits.maxBufferedBytes = 2 * sizeof(trace::Chunk);
     options.report = [&](const std::string& line) { reports.push_back(line); };
-    TraceWriter writer(dir.trace(), "test", ::getpid(), options);
+    TraceWriter writer(dir.sub("trace"), "test", ::getpid(), options);
     ThreadTrace* thread = writer.thread(7);
     thread->call(writer.defineCode("/a.py", "f", 1), 1);
     // Far more than two chunks before the writer's thread wakes up.
@@ -774,7 +760,7 @@ TEST(TraceFormatTest, ExhaustedBuffersStopTheRecording) {
 }
 
 TEST(TraceFormatTest, LaysOutRunsProcessesAndForkedChildren) {
-    TempDir dir;
+    TempDir dir{"vigil-trace-test"};
     std::string base = dir.path() + "/traces";
     auto parent = TraceWriter::open(base, "web/app", 100, {});
     std::string run = parent->runDir();
@@ -800,12 +786,12 @@ TEST(TraceFormatTest, LaysOutRunsProcessesAndForkedChildren) {
 }
 
 TEST(TraceFormatTest, KeepsEveryVersionOfASourceOnce) {
-    TempDir dir;
+    TempDir dir{"vigil-trace-test"};
     std::string file = dir.path() + "/app.py";
     std::ofstream(file) << "def f():\n    return 1\n";
     int64_t between;
     {
-        TraceWriter writer(dir.trace(), "test", ::getpid(), {});
+        TraceWriter writer(dir.sub("trace"), "test", ::getpid(), {});
         EXPECT_EQ(writer.defineCode(file, "f", 1), 1u);
         EXPECT_EQ(writer.defineCode(file, "g", 5), 2u);
         EXPECT_EQ(writer.defineCode(file, "f", 1), 1u);
@@ -819,7 +805,7 @@ TEST(TraceFormatTest, KeepsEveryVersionOfASourceOnce) {
         writer.keepSource(file);
         writer.flush();
     }
-    TraceReader reader(dir.trace());
+    TraceReader reader(dir.sub("trace"));
     EXPECT_FALSE(reader.error());
     ASSERT_NE(reader.code(2), nullptr);
     EXPECT_EQ(reader.code(2)->qualname, "g");
@@ -828,7 +814,7 @@ TEST(TraceFormatTest, KeepsEveryVersionOfASourceOnce) {
     EXPECT_EQ(reader.source(file), "def f():\n    return 2  # changed\n");
     EXPECT_EQ(reader.source(file, between), "def f():\n    return 1\n");
     EXPECT_EQ(reader.source("<string>"), std::nullopt);
-    std::ifstream sources(dir.trace() + "/" + trace::kSourcesFile, std::ios::binary);
+    std::ifstream sources(dir.sub("trace") + "/" + trace::kSourcesFile, std::ios::binary);
     std::string bytes((std::istreambuf_iterator<char>(sources)), std::istreambuf_iterator<char>());
     size_t versions = 0;
     for (size_t at = bytes.find("def f"); at != std::string::npos; at = bytes.find("def f", at + 1))

@@ -21,28 +21,25 @@
 
 #include <gtest/gtest.h>
 
+#include "temp_dir.h"
+
+using vigil::testing::TempDir;
+
+namespace {
+
+// Where TxnIdSource keeps its counter in dir.
+std::string counterFile(const TempDir& dir) {
+    return dir.sub("vigil-txn-" + std::to_string(geteuid()));
+}
+
+}  // namespace
+
 namespace vigil {
 namespace {
 
 namespace fs = std::filesystem;
 
 // A directory per test: never /dev/shm itself.
-class TempDir {
-  public:
-    TempDir() {
-        std::string pattern = (fs::temp_directory_path() / "vigil-txn-test-XXXXXX").string();
-        if (mkdtemp(pattern.data())) path_ = pattern;
-    }
-    ~TempDir() {
-        fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add);
-        fs::remove_all(path_);
-    }
-    const std::string& path() const { return path_; }
-    std::string counterFile() const { return path_ + "/vigil-txn-" + std::to_string(geteuid()); }
-
-  private:
-    std::string path_;
-};
 
 // An id back to its 31 bits (adjective, surname, hex), or UINT32_MAX when it
 // is not one of ours. Also proves that the text alone tells ids apart.
@@ -164,7 +161,7 @@ TEST(TxnId, ConsecutiveIdsLookUnrelated) {
 }
 
 TEST(TxnIdSource, AMillionConsecutiveIdsAreDistinct) {
-    TempDir dir;
+    TempDir dir{"vigil-txn-test"};
     TxnIdSource source = TxnIdSource::open(dir.path());
     EXPECT_EQ(source.fallbackReason(), "");
     std::unordered_set<uint32_t> seen;
@@ -175,11 +172,11 @@ TEST(TxnIdSource, AMillionConsecutiveIdsAreDistinct) {
 }
 
 TEST(TxnIdSource, CreatesAPrivateCounterFile) {
-    TempDir dir;
+    TempDir dir{"vigil-txn-test"};
     TxnIdSource source = TxnIdSource::open(dir.path());
     EXPECT_EQ(source.fallbackReason(), "");
     struct stat status;
-    ASSERT_EQ(lstat(dir.counterFile().c_str(), &status), 0);
+    ASSERT_EQ(lstat(counterFile(dir).c_str(), &status), 0);
     EXPECT_TRUE(S_ISREG(status.st_mode));
     EXPECT_EQ(status.st_mode & 07777, 0600u);
     EXPECT_EQ(status.st_uid, geteuid());
@@ -187,14 +184,15 @@ TEST(TxnIdSource, CreatesAPrivateCounterFile) {
 }
 
 TEST(TxnIdSource, StartsAtARandomPlace) {
-    TempDir first, second;  // as after a reboot: a new, empty directory
+    TempDir first{"vigil-txn-test"},
+        second{"vigil-txn-test"};  // as after a reboot: a new, empty directory
     TxnIdSource a = TxnIdSource::open(first.path());
     TxnIdSource b = TxnIdSource::open(second.path());
     EXPECT_NE(nextPacked(a), nextPacked(b));  // wrong once in 2^31 runs
 }
 
 TEST(TxnIdSource, TwoSourcesOnOneDirectoryNeverCollide) {
-    TempDir dir;
+    TempDir dir{"vigil-txn-test"};
     TxnIdSource a = TxnIdSource::open(dir.path());
     TxnIdSource b = TxnIdSource::open(dir.path());
     ASSERT_EQ(a.fallbackReason(), "");
@@ -211,7 +209,7 @@ TEST(TxnIdSource, TwoSourcesOnOneDirectoryNeverCollide) {
 }
 
 TEST(TxnIdSource, ProcessesRacingToCreateTheFileShareIt) {
-    TempDir dir;
+    TempDir dir{"vigil-txn-test"};
     int go[2];
     ASSERT_EQ(pipe(go), 0);
     constexpr int kChildren = 4;
@@ -252,7 +250,7 @@ TEST(TxnIdSource, ProcessesRacingToCreateTheFileShareIt) {
 }
 
 TEST(TxnIdSource, FallbackIsStillSharedWithForks) {
-    TempDir dir;
+    TempDir dir{"vigil-txn-test"};
     TxnIdSource source = TxnIdSource::open(dir.path() + "/missing");
     EXPECT_NE(source.fallbackReason().find("No such file or directory"), std::string::npos)
         << source.fallbackReason();
@@ -270,54 +268,54 @@ std::string reasonFor(const TempDir& dir) {
 
 TEST(TxnIdSource, RefusesAFileOfAnotherUser) {
     if (geteuid() != 0) GTEST_SKIP() << "only root can give a file to another user";
-    TempDir dir;
-    writeFile(dir.counterFile(), 0600, std::string(16, '\0'));
-    ASSERT_EQ(chown(dir.counterFile().c_str(), 65534, 65534), 0);
+    TempDir dir{"vigil-txn-test"};
+    writeFile(counterFile(dir), 0600, std::string(16, '\0'));
+    ASSERT_EQ(chown(counterFile(dir).c_str(), 65534, 65534), 0);
     EXPECT_NE(reasonFor(dir).find("owned by uid 65534"), std::string::npos) << reasonFor(dir);
 }
 
 TEST(TxnIdSource, RefusesAFileWithTheWrongMode) {
-    TempDir dir;
-    writeFile(dir.counterFile(), 0644, std::string(16, '\0'));
+    TempDir dir{"vigil-txn-test"};
+    writeFile(counterFile(dir), 0644, std::string(16, '\0'));
     EXPECT_NE(reasonFor(dir).find("its mode is 0644, not 0600"), std::string::npos)
         << reasonFor(dir);
 }
 
 TEST(TxnIdSource, RefusesAFileWithTheWrongSize) {
-    TempDir dir;
-    writeFile(dir.counterFile(), 0600, std::string(100, '\0'));
+    TempDir dir{"vigil-txn-test"};
+    writeFile(counterFile(dir), 0600, std::string(100, '\0'));
     EXPECT_NE(reasonFor(dir).find("its size is 100 bytes, not 16"), std::string::npos)
         << reasonFor(dir);
 }
 
 TEST(TxnIdSource, RefusesAFileWithOtherContent) {
-    TempDir dir;
-    writeFile(dir.counterFile(), 0600, "not a counter!!!");
+    TempDir dir{"vigil-txn-test"};
+    writeFile(counterFile(dir), 0600, "not a counter!!!");
     EXPECT_NE(reasonFor(dir).find("does not hold a vigil counter"), std::string::npos)
         << reasonFor(dir);
 }
 
 TEST(TxnIdSource, RefusesASymbolicLinkOrADirectory) {
-    TempDir dir;
+    TempDir dir{"vigil-txn-test"};
     writeFile(dir.path() + "/target", 0600, std::string(16, '\0'));
-    fs::create_symlink(dir.path() + "/target", dir.counterFile());
+    fs::create_symlink(dir.path() + "/target", counterFile(dir));
     EXPECT_NE(reasonFor(dir).find("symbolic link"), std::string::npos) << reasonFor(dir);
-    fs::remove(dir.counterFile());
-    fs::create_directory(dir.counterFile());
+    fs::remove(counterFile(dir));
+    fs::create_directory(counterFile(dir));
     EXPECT_NE(reasonFor(dir).find("cannot open it"), std::string::npos) << reasonFor(dir);
 }
 
 TEST(TxnIdSource, FinishesTheFileOfACreatorThatDied) {
-    TempDir dir;
-    writeFile(dir.counterFile(), 0600, "");  // created, never sized nor initialised
+    TempDir dir{"vigil-txn-test"};
+    writeFile(counterFile(dir), 0600, "");  // created, never sized nor initialised
     EXPECT_EQ(reasonFor(dir), "");
-    EXPECT_EQ(fs::file_size(dir.counterFile()), 16u);
+    EXPECT_EQ(fs::file_size(counterFile(dir)), 16u);
 }
 
 TEST(TxnIdSource, GivesUpOnAFileLockedForGood) {
-    TempDir dir;
-    writeFile(dir.counterFile(), 0600, "");
-    int fd = ::open(dir.counterFile().c_str(), O_RDONLY);
+    TempDir dir{"vigil-txn-test"};
+    writeFile(counterFile(dir), 0600, "");
+    int fd = ::open(counterFile(dir).c_str(), O_RDONLY);
     ASSERT_EQ(flock(fd, LOCK_EX), 0);  // as a creator that hangs
     EXPECT_NE(reasonFor(dir).find("another process kept it locked"), std::string::npos);
     ::close(fd);
@@ -325,7 +323,7 @@ TEST(TxnIdSource, GivesUpOnAFileLockedForGood) {
 }
 
 TEST(TxnIdSource, ReadOnlyDirectoryFallsBack) {
-    TempDir dir;
+    TempDir dir{"vigil-txn-test"};
     ASSERT_EQ(chmod(dir.path().c_str(), 0555), 0);
     // Root writes anywhere: the check runs in a child that is someone else.
     auto check = [&] {
@@ -344,7 +342,7 @@ TEST(TxnIdSource, ReadOnlyDirectoryFallsBack) {
 }
 
 TEST(TxnIdSource, MovingKeepsTheCounter) {
-    TempDir dir;
+    TempDir dir{"vigil-txn-test"};
     TxnIdSource first = TxnIdSource::open(dir.path());
     uint32_t before = nextPacked(first);
     TxnIdSource moved = std::move(first);
