@@ -4,6 +4,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -102,3 +103,34 @@ def run_vigil(*args, env=None, check=False, user=None):
 def dump_json(pid, *extra):
     result = run_vigil("dump", "--json", pid, *extra, check=True)
     return json.loads(result.stdout)
+
+
+# A guard against a screen that never shows up, not a synchronisation.
+SCREEN_TIMEOUT = 60
+
+
+class Tmux:
+    def __init__(self, name):
+        self.socket = "vigil-test-%d-%s" % (os.getpid(), name)
+
+    def run(self, *args, check=True):
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=check)
+
+    def screen(self):
+        return self.run("capture-pane", "-p", "-t", "top").stdout
+
+    def wait_for(self, text):
+        deadline = time.monotonic() + SCREEN_TIMEOUT
+        while text not in self.screen():
+            assert time.monotonic() < deadline, "never showed %r:\n%s" % (text, self.screen())
+            time.sleep(0.05)  # polling the screen for a condition, not waiting for time to pass
+
+    def kill(self):
+        self.run("kill-server", check=False)
+
+
+@pytest.fixture
+def tmux(request):
+    session = Tmux(request.node.name[-20:].replace("[", "").replace("]", ""))
+    yield session
+    session.kill()

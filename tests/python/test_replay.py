@@ -17,8 +17,7 @@ import time
 
 import pytest
 
-from conftest import READY_TIMEOUT, ROOT, TARGETS, VIGIL, run_vigil
-from test_top import SCREEN_TIMEOUT, tmux  # noqa: F401  (the tmux fixture)
+from conftest import READY_TIMEOUT, ROOT, SCREEN_TIMEOUT, TARGETS, VIGIL, run_vigil
 
 BUILD = os.environ.get("VIGIL_BUILD_DIR") or os.path.join(ROOT, "build")
 WRITE_KNOWN_TRACE = os.path.join(BUILD, "tests", "cpp", "vigil_write_known_trace")
@@ -316,7 +315,7 @@ def test_a_running_python_program_is_replayed_as_recorded(python, start_target, 
     assert target.process.poll() is None  # replayed while it runs
 
 
-def test_the_screen_in_tmux(known, tmux):  # noqa: F811 (the fixture)
+def test_the_screen_in_tmux(known, tmux):
     done = "/tmp/vigil-replay-done-%d" % os.getpid()
     tmux.run("new-session", "-d", "-s", "top", "-x", "150", "-y", "40",
              "%s replay %s; echo exit=$? > %s; sleep 600" % (VIGIL, known, done))

@@ -1,15 +1,11 @@
 """`vigil top`: the plain table without a terminal, and the live screen in tmux."""
 import os
 import re
-import subprocess
 import time
 
-import pytest
 
-from conftest import VIGIL, run_vigil
+from conftest import SCREEN_TIMEOUT, VIGIL, run_vigil
 
-# A guard against a screen that never shows up, not a synchronisation.
-SCREEN_TIMEOUT = 60
 
 
 def test_plain_snapshots_without_a_terminal(python, start_target):
@@ -27,31 +23,6 @@ def test_plain_snapshots_without_a_terminal(python, start_target):
         assert "spin (" in lines[3] and float(own) >= 95.0, lines[3]
 
 
-class Tmux:
-    def __init__(self, name):
-        self.socket = "vigil-test-%d-%s" % (os.getpid(), name)
-
-    def run(self, *args, check=True):
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=check)
-
-    def screen(self):
-        return self.run("capture-pane", "-p", "-t", "top").stdout
-
-    def wait_for(self, text):
-        deadline = time.monotonic() + SCREEN_TIMEOUT
-        while text not in self.screen():
-            assert time.monotonic() < deadline, "never showed %r:\n%s" % (text, self.screen())
-            time.sleep(0.05)  # polling the screen for a condition, not waiting for time to pass
-
-    def kill(self):
-        self.run("kill-server", check=False)
-
-
-@pytest.fixture
-def tmux(request):
-    session = Tmux(request.node.name[-20:].replace("[", "").replace("]", ""))
-    yield session
-    session.kill()
 
 
 def test_live_screen_in_tmux(python, start_target, tmux):
