@@ -3,9 +3,7 @@ import os
 import re
 import time
 
-
 from conftest import SCREEN_TIMEOUT, VIGIL, run_vigil
-
 
 
 def test_plain_snapshots_without_a_terminal(python, start_target):
