@@ -1,6 +1,7 @@
 """The Flask app of bench/run_agent_bench.py: one small endpoint, with the
 agent and its WSGI middleware when VIGIL_BENCH_AGENT=on (state in
-VIGIL_STATE_DIR), plain otherwise."""
+VIGIL_STATE_DIR), plain when off; "agent" starts the agent without the
+middleware, "middleware" wraps the app without starting the agent."""
 import os
 
 from flask import Flask
@@ -13,8 +14,11 @@ def index():
     return "ok"
 
 
-if os.environ.get("VIGIL_BENCH_AGENT") == "on":
+MODE = os.environ.get("VIGIL_BENCH_AGENT", "off")
+if MODE != "off":
     import vigil
 
-    vigil.start()
-    app.wsgi_app = vigil.WSGIMiddleware(app.wsgi_app)
+    if MODE in ("on", "agent"):
+        vigil.start()
+    if MODE in ("on", "middleware"):
+        app.wsgi_app = vigil.WSGIMiddleware(app.wsgi_app)

@@ -14,7 +14,6 @@ traceback, only the transaction id to quote: crash_page().
 """
 import html
 import json
-import sys
 
 from . import _vigil
 
@@ -111,6 +110,12 @@ def crash_page(txn, accept):
 # --- WSGI ---------------------------------------------------------------------------
 
 
+# The per-request path is in C (vigil._vigil.WSGIMiddleware,
+# src/agent/wsgi_middleware.cpp): no Python frame per request. _wsgi_name and
+# _wsgi_user are what it does, and what it calls for an environ that is not a
+# dict of str; _wsgi_crash is its path for an application that raised.
+
+
 def _wsgi_name(environ):
     path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
     # PEP 3333 hands the path over as bytes decoded as latin-1; the name is
@@ -124,7 +129,7 @@ def _wsgi_user(environ):
     return environ.get("REMOTE_USER") or None
 
 
-class WSGIMiddleware:
+class WSGIMiddleware(_vigil.WSGIMiddleware):
     """Makes each call of a WSGI application a vigil.request.
 
     name(environ) and user(environ) may replace the defaults: "METHOD PATH"
@@ -134,107 +139,46 @@ class WSGIMiddleware:
     request ends when the server closes the response (PEP 3333), so that a
     streamed body is part of it, or when the application raises: then the
     request is kept with the exception, and the client gets crash_page().
+
+    The request begins before the application is called, once
+    environ["vigil.txn"] is set. The application gets as its start_response
+    the response object the server gets in place of the application's
+    iterable: called, it notes the status (request.status, 0 when the status
+    line does not begin with a number) and adds the header to a copy of the
+    headers; iterated, it hands over the application's iterable; closed, it
+    closes that iterable, if it has a close(), and ends the request, once.
+    The server then sends the body by iterating: wsgi.file_wrapper's sendfile
+    is not used for a wrapped response. A BaseException that is no Exception
+    ends the request and goes on: the process is leaving.
+
+    The work is done in C (vigil._vigil.WSGIMiddleware), app(environ,
+    start_response) and the given name and user called from there.
     """
 
     def __init__(self, app, name=None, user=None):
-        self.app = app
-        self._name = name or _wsgi_name
-        self._user = user or _wsgi_user
-        self._header = _HeaderName(str)
-
-    def __call__(self, environ, start_response):
-        # No local holds the request: this frame outlives the call in the
-        # traceback of an exception a framework records (see _WSGIResponse.end).
-        response = _WSGIResponse(_vigil.request(self._name(environ), self._user(environ)),
-                                 start_response, self._header.get())
-        # Set up before the request begins: nothing can fail between its
-        # begin and the try that guarantees its end.
-        environ["vigil.txn"] = response.request.txn
-        response.request.__enter__()
-        try:
-            response.result = self.app(environ, response)
-        except Exception:
-            return response.crash(sys.exc_info(), environ.get("HTTP_ACCEPT", ""))
-        except BaseException:  # the process is leaving: no page to answer
-            response.end(*sys.exc_info())
-            raise
-        return response
+        super().__init__(app, name, user)
 
 
-def _status_code(status):
-    try:
-        return int(status[:3])
-    except ValueError:
-        return 0  # not a status line: the server will say so
+def _wsgi_crash(response, exc_info, environ):
+    """Ends the request with the application's exception, which keeps it,
+    and returns the crash page as the response; the C middleware calls it in
+    the exception's except clause, as it were.
 
-
-class _WSGIResponse:
-    """The application's response, handed to the server in its place.
-
-    One object per request plays both parts the middleware needs, to allocate
-    no more: called, it is the start_response given to the application (it
-    notes the status and adds the header); iterated and closed, it is the
-    response iterable given to the server. Iteration goes straight to the
-    application's iterator. The server then sends the body by iterating:
-    wsgi.file_wrapper's sendfile is not used for a wrapped response.
+    When the application had called start_response, a second call must give
+    exc_info (PEP 3333): it replaces the headers while none were sent, and
+    re-raises the exception once they were (the application used write()),
+    for the server to cut the connection, the only end left for a response
+    half sent. A first call goes without: some servers re-raise whenever
+    exc_info is given (werkzeug's test client).
     """
-
-    __slots__ = ("request", "start_response", "header", "result")
-
-    def __init__(self, request, start_response, header_name):
-        self.request = request
-        self.start_response = start_response
-        self.header = (header_name, request.txn) if header_name else None
-        self.result = ()
-
-    def __call__(self, status, headers, exc_info=None):
-        self.request.status = _status_code(status)
-        if self.header is not None:
-            # A copy: an application may pass the same list to every request.
-            headers = [*headers, self.header]
-        return self.start_response(status, headers, exc_info)
-
-    def crash(self, exc_info, accept):
-        """Ends the request with the application's exception, which keeps it,
-        and returns the crash page as the response.
-
-        When the application had called start_response, a second call must
-        give exc_info (PEP 3333): it replaces the headers while none were
-        sent, and re-raises the exception once they were (the application
-        used write()), for the server to cut the connection, the only end
-        left for a response half sent. A first call goes without: some
-        servers re-raise whenever exc_info is given (werkzeug's test client).
-        """
-        try:
-            content_type, body = crash_page(self.request.txn, accept)
-            headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-            self("500 Internal Server Error", headers, exc_info if self.request.status else None)
-        finally:
-            self.end(*exc_info)  # with status 500; the page goes out after the request
-        return [body]
-
-    def end(self, kind=None, error=None, traceback=None):
-        """Ends the request, once, and lets go of it.
-
-        An exception a framework recorded on the request (record_exception)
-        holds frames that hold this object: kept, the request would close a
-        cycle the garbage collector cannot see (it does not track the
-        request), and the frames would never be freed.
-        """
-        request, self.request = self.request, None
-        if request is not None:
-            request.__exit__(kind, error, traceback)
-
-    def __iter__(self):
-        return iter(self.result)
-
-    def close(self):
-        try:
-            close = getattr(self.result, "close", None)
-            if close is not None:
-                close()
-        finally:
-            self.end()
+    request = response.request
+    try:
+        content_type, body = crash_page(request.txn, environ.get("HTTP_ACCEPT", ""))
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        response("500 Internal Server Error", headers, exc_info if request.status else None)
+    finally:
+        response.end(*exc_info)  # with status 500; the page goes out after the request
+    return [body]
 
 
 # --- ASGI ---------------------------------------------------------------------------

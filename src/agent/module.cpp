@@ -275,6 +275,10 @@ Agent* currentAgent() {
     return agent;
 }
 
+Agent* lastStartedAgent() {
+    return lastAgent();
+}
+
 TxnIdSource& txnIds() {
     if (ids) return *ids;
     // Requests before (or without) vigil.start(): the environment still says
@@ -297,7 +301,7 @@ PyObject* transactionVariable() {
 
 PyMODINIT_FUNC PyInit__vigil() {
     using namespace vigil::agent;
-    if (!readyRequestType()) return nullptr;
+    if (!readyRequestType() || !readyWsgiTypes()) return nullptr;
     PyObject* module = PyModule_Create(&moduleDef);
     if (!module) return nullptr;
     // The execution recorder's trace_* functions (tracer.cpp).
@@ -311,8 +315,11 @@ PyMODINIT_FUNC PyInit__vigil() {
                                             "names the file or variable, the key and why.",
                                             PyExc_ValueError, nullptr);
     Py_INCREF(&RequestType);
+    Py_INCREF(&WsgiMiddlewareType);
     if (!transactionVar || !configError ||
         PyModule_AddObject(module, "request", reinterpret_cast<PyObject*>(&RequestType)) < 0 ||
+        PyModule_AddObject(module, "WSGIMiddleware",
+                           reinterpret_cast<PyObject*>(&WsgiMiddlewareType)) < 0 ||
         PyModule_AddObject(module, "ConfigError", configError) < 0) {
         Py_DECREF(module);
         return nullptr;

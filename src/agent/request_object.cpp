@@ -380,18 +380,7 @@ PyObject* requestEnter(PyObject* object, PyObject*) {
 }
 
 PyObject* requestExit(PyObject* object, PyObject* args) {
-    auto* self = reinterpret_cast<RequestObject*>(object);
-    if (self->phase != Phase::kRunning) Py_RETURN_FALSE;
-    self->phase = Phase::kEnded;
-    self->endMonotonicNs = clockNs(CLOCK_MONOTONIC);
-    finishRequest(self, PyTuple_GET_SIZE(args) > 1 ? PyTuple_GET_ITEM(args, 1) : nullptr, true);
-    ThreadCache& thread = thisThread();
-    if (thread.depth > 0) --thread.depth;
-    // Reset fails when exit runs in another context than enter (an ASGI
-    // server that ends a request from another task): the variable then just
-    // keeps its value in that other context.
-    if (PyContextVar_Reset(transactionVariable(), self->token) < 0) PyErr_Clear();
-    Py_CLEAR(self->token);
+    endRequest(object, PyTuple_GET_SIZE(args) > 1 ? PyTuple_GET_ITEM(args, 1) : nullptr);
     Py_RETURN_FALSE;
 }
 
@@ -487,6 +476,50 @@ PyGetSetDef requestGetters[] = {
 }  // namespace
 
 PyTypeObject RequestType = {PyVarObject_HEAD_INIT(nullptr, 0)};
+
+// The same as vigil.request(name, user), __enter__, __exit__, .txn and
+// .status, without the Python-level calls: for the WSGI middleware.
+PyObject* newRequest(PyObject* name, PyObject* user) {
+    auto* self = reinterpret_cast<RequestObject*>(RequestType.tp_alloc(&RequestType, 0));
+    if (!self) return nullptr;
+    Py_INCREF(name);
+    self->name = name;
+    Py_INCREF(user);
+    self->user = user;
+    self->slot = -1;
+    self->phase = Phase::kNew;
+    self->txnLength = static_cast<uint32_t>(txnIds().next(self->txn));
+    return reinterpret_cast<PyObject*>(self);
+}
+
+bool beginRequest(PyObject* request) {
+    PyObject* entered = requestEnter(request, nullptr);
+    Py_XDECREF(entered);
+    return entered != nullptr;
+}
+
+void endRequest(PyObject* request, PyObject* exception) {
+    auto* self = reinterpret_cast<RequestObject*>(request);
+    if (self->phase != Phase::kRunning) return;
+    self->phase = Phase::kEnded;
+    self->endMonotonicNs = clockNs(CLOCK_MONOTONIC);
+    finishRequest(self, exception, true);
+    ThreadCache& thread = thisThread();
+    if (thread.depth > 0) --thread.depth;
+    // Reset fails when exit runs in another context than enter (an ASGI
+    // server that ends a request from another task): the variable then just
+    // keeps its value in that other context.
+    if (PyContextVar_Reset(transactionVariable(), self->token) < 0) PyErr_Clear();
+    Py_CLEAR(self->token);
+}
+
+PyObject* requestTxn(PyObject* request) {
+    return getTxn(request, nullptr);
+}
+
+void setRequestStatus(PyObject* request, int status) {
+    reinterpret_cast<RequestObject*>(request)->status = status;
+}
 
 bool readyRequestType() {
     RequestType.tp_name = "vigil.request";

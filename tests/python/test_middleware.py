@@ -149,6 +149,281 @@ def test_wsgi_middleware(python, tmp_path):
     assert result["headers_left_alone"]
 
 
+# The corners of the WSGI middleware's C path (src/agent/wsgi_middleware.cpp),
+# each as PEP 3333 and the Python original have it.
+WSGI_CORNERS_DRIVER = r"""
+import gc, json, os, sys, weakref
+import vigil
+from vigil import _vigil
+
+
+def counters():
+    numbers = _vigil.counters()
+    return numbers["requests_started"], numbers["requests_finished"]
+
+
+class Server:
+    # start_response as a server has it; keeps what it was given.
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, status, headers, exc_info=None):
+        self.calls.append({"status": status, "headers": headers, "exc_info": exc_info,
+                           "handling": repr(sys.exc_info()[1])})
+
+
+def serve(middleware, environ=None, close=True):
+    server = Server()
+    environ = dict(REQUEST_METHOD="GET", PATH_INFO="/x") if environ is None else environ
+    result = middleware(environ, server)
+    body = b"".join(result).decode()
+    request = getattr(result, "request", None)
+    facts = {"body": body, "status": request.status if request is not None else None,
+             "name": request.name if request is not None else None,
+             "user": request.user if request is not None else None,
+             "calls": server.calls, "current_before_close": vigil.current_transaction(),
+             "txn": environ.get("vigil.txn")}
+    if close:
+        getattr(result, "close", lambda: None)()
+    facts["current_after"] = vigil.current_transaction()
+    return facts, result
+
+
+facts = {}
+HEADERS = [("Content-Type", "text/plain")]
+
+
+# Before the agent runs: the default header; the agent's is asked again next time.
+def hello(environ, start_response):
+    start_response("200 OK", HEADERS)
+    return [b"hello"]
+
+
+shared = vigil.WSGIMiddleware(hello)
+facts["before_start"] = serve(shared)[0]["calls"][0]["headers"]
+vigil.start(state_dir=os.environ["STATE_DIR"], requests_header="")
+facts["no_header"] = serve(shared)[0]["calls"][0]["headers"] is HEADERS  # no copy either
+vigil.stop()
+vigil.start(state_dir=os.environ["STATE_DIR"], requests_header="X-Other")
+facts["kept_after_restart"] = serve(shared)[0]["calls"][0]["headers"] is HEADERS
+fresh = vigil.WSGIMiddleware(hello)
+facts["configured"] = serve(fresh)[0]["calls"][0]["headers"]
+
+# The public class: its app, a subclass of it, the defaults for falsy name and user.
+class Mine(vigil.WSGIMiddleware):
+    def __init__(self, app):
+        super().__init__(app, name=lambda environ: "mine")
+        self.note = "subclass"
+
+
+mine = Mine(hello)
+facts["public"] = {"app": vigil.WSGIMiddleware(hello).app is hello,
+                   "subclass": [mine.note, serve(mine)[0]["name"]],
+                   "falsy": serve(vigil.WSGIMiddleware(hello, name="", user=None),
+                                  dict(REQUEST_METHOD="PUT", PATH_INFO="/y",
+                                       REMOTE_USER="eve"))[0]["name"]}
+
+# Custom name and user callables, called from C with the environ.
+calls = []
+named = vigil.WSGIMiddleware(hello, name=lambda e: calls.append("name") or e["PATH_INFO"].upper(),
+                             user=lambda e: calls.append("user") or 42)
+custom, _ = serve(named)
+facts["custom"] = {"name": custom["name"], "user": custom["user"], "calls": calls}
+for case, middleware in (("name_raises", vigil.WSGIMiddleware(hello, name=lambda e: 1 / 0)),
+                         ("name_not_str", vigil.WSGIMiddleware(hello, name=lambda e: 7))):
+    before = counters()
+    environ = {}
+    try:
+        middleware(environ, Server())
+    except Exception as error:
+        facts[case] = {"raised": type(error).__name__, "begun": counters() != before,
+                       "txn_set": "vigil.txn" in environ}
+
+# An environ that is no dict, or whose values are no str: the Python functions.
+class Environ(dict):
+    pass
+
+
+mapping, _ = serve(vigil.WSGIMiddleware(hello),
+                   Environ(REQUEST_METHOD="DELETE", SCRIPT_NAME="/s", PATH_INFO="/caf\u00c3\u00a9",
+                           REMOTE_USER="ann"))
+facts["dict_subclass"] = [mapping["name"], mapping["user"], mapping["txn"] is not None]
+try:
+    vigil.WSGIMiddleware(hello)(dict(PATH_INFO=b"/bytes"), Server())
+except TypeError as error:
+    facts["bytes_path"] = str(error)
+facts["non_latin1_path"] = None
+try:
+    vigil.WSGIMiddleware(hello)(dict(PATH_INFO="/\u20ac"), Server())
+except UnicodeEncodeError as error:
+    facts["non_latin1_path"] = type(error).__name__
+facts["defaults"] = serve(vigil.WSGIMiddleware(hello), {})[0]["name"]
+
+# A generator application: start_response comes with the first chunk.
+def generator_app(environ, start_response):
+    start_response("201 Created", [("A", "1")])
+    yield vigil.current_transaction().encode()
+    yield b"|" + environ["vigil.txn"].encode()
+
+
+generated, _ = serve(vigil.WSGIMiddleware(generator_app))
+facts["generator"] = generated
+
+# start_response by keyword, a second time with exc_info, statuses that are no number.
+def retrying_app(environ, start_response):
+    start_response(status="200 OK", headers=[("A", "1")])
+    try:
+        raise ValueError("late")
+    except ValueError:
+        start_response("503 Busy", [("B", "2")], sys.exc_info())
+    return [b"busy"]
+
+
+retried, _ = serve(vigil.WSGIMiddleware(retrying_app))
+facts["exc_info"] = {"status": retried["status"],
+                     "calls": [[c["status"], c["headers"], c["exc_info"] is not None]
+                               for c in retried["calls"]]}
+statuses = {}
+for status in ("abc OK", "2", b"404 Not Found", " 42 x"):
+    def app(environ, start_response, status=status):
+        start_response(status, [])
+        return []
+    statuses[repr(status)] = serve(vigil.WSGIMiddleware(app))[0]["status"]
+facts["statuses"] = statuses
+
+# The response's iterable: without close, closed twice, a close that raises.
+def iterator_app(environ, start_response):
+    start_response("200 OK", [])
+    return iter([b"a", b"b"])
+
+
+before = counters()
+plain, result = serve(vigil.WSGIMiddleware(iterator_app), close=False)
+running = counters()
+result.close()
+result.close()
+facts["no_close"] = {"body": plain["body"], "ended": counters()[1] - running[1],
+                     "began": running[0] - before[0], "request_after": repr(result.request)}
+
+
+class Closing:
+    closed = 0
+
+    def __iter__(self):
+        return iter([b"c"])
+
+    def close(self):
+        Closing.closed += 1
+        if Closing.closed == 3:
+            raise OSError("disk gone")
+
+
+def closing_app(environ, start_response):
+    start_response("200 OK", [])
+    return Closing()
+
+
+before = counters()
+_, result = serve(vigil.WSGIMiddleware(closing_app), close=False)
+result.close()
+result.close()
+facts["closed_twice"] = {"closes": Closing.closed, "ended": counters()[1] - before[1]}
+before = counters()
+_, result = serve(vigil.WSGIMiddleware(closing_app), close=False)
+try:
+    result.close()
+except OSError as error:
+    facts["close_raises"] = {"raised": str(error), "ended": counters()[1] - before[1],
+                             "current": vigil.current_transaction()}
+
+# The crash path sees the application's exception as the one being handled.
+def failing_app(environ, start_response):
+    raise LookupError("nope")
+
+
+crashed, page = serve(vigil.WSGIMiddleware(failing_app), dict(HTTP_ACCEPT="application/json"))
+facts["crash"] = {"page": type(page).__name__, "status": crashed["calls"][0]["status"],
+                  "handling": crashed["calls"][0]["handling"], "current": crashed["current_after"]}
+
+# A BaseException ends the request and goes on.
+def exiting_app(environ, start_response):
+    raise SystemExit(3)
+
+
+before = counters()
+try:
+    vigil.WSGIMiddleware(exiting_app)({}, Server())
+except SystemExit as error:
+    facts["exit"] = {"code": error.code, "ended": counters()[1] - before[1],
+                     "current": vigil.current_transaction()}
+
+# The response is in the collector's sight: a cycle through it goes, and its
+# request ends with it.
+class Body:
+    def __iter__(self):
+        return iter([b"cycle"])
+
+
+bodies = []
+
+
+def cyclic_app(environ, start_response):
+    body = Body()
+    body.start_response = start_response  # the body holds the response, which holds it
+    bodies.append(weakref.ref(body))
+    start_response("200 OK", [])
+    return body
+
+
+before = counters()
+_, result = serve(vigil.WSGIMiddleware(cyclic_app), close=False)
+tracked = gc.is_tracked(result)
+del result
+gc.collect()
+facts["collected"] = {"tracked": tracked, "body_freed": bodies[0]() is None}
+vigil.stop()
+print(json.dumps(facts))
+"""
+
+
+def test_wsgi_middleware_corners(python, tmp_path):
+    result = run_driver(python.path, WSGI_CORNERS_DRIVER, tmp_path)
+    assert result["before_start"] == [["Content-Type", "text/plain"],
+                                      ["X-Vigil-Transaction", result["before_start"][1][1]]]
+    assert TXN.match(result["before_start"][1][1])
+    # An empty header name: no header, and the application's own list goes out.
+    assert result["no_header"] and result["kept_after_restart"]  # read once the agent ran
+    assert result["configured"][1][0] == "X-Other"
+    assert result["public"] == {"app": True, "subclass": ["subclass", "mine"], "falsy": "PUT /y"}
+    assert result["custom"] == {"name": "/X", "user": 42, "calls": ["name", "user"]}
+    # Nothing began for a name that failed, nor was the environ touched.
+    assert result["name_raises"] == {"raised": "ZeroDivisionError", "begun": False,
+                                     "txn_set": False}
+    assert result["name_not_str"] == {"raised": "TypeError", "begun": False, "txn_set": False}
+    assert result["dict_subclass"] == ["DELETE /s/café", "ann", True]
+    assert "bytes" in result["bytes_path"]  # Python's own error for str + bytes
+    assert result["non_latin1_path"] == "UnicodeEncodeError"
+    assert result["defaults"] == "GET "
+    generated = result["generator"]
+    txn = generated["txn"]
+    assert generated["body"] == "%s|%s" % (txn, txn) and generated["status"] == 201
+    assert generated["calls"][0]["headers"] == [["A", "1"], ["X-Other", txn]]
+    assert generated["current_before_close"] == txn and generated["current_after"] is None
+    txn = result["exc_info"]["calls"][0][1][1][1]
+    assert TXN.match(txn) and result["exc_info"] == {"status": 503, "calls": [
+        ["200 OK", [["A", "1"], ["X-Other", txn]], False],
+        ["503 Busy", [["B", "2"], ["X-Other", txn]], True]]}
+    assert result["statuses"] == {"'abc OK'": 0, "'2'": 2, "b'404 Not Found'": 404, "' 42 x'": 42}
+    assert result["no_close"] == {"body": "ab", "ended": 1, "began": 1, "request_after": "None"}
+    # The request ends once; the iterable's close is called at each close, as asked.
+    assert result["closed_twice"] == {"closes": 2, "ended": 1}
+    assert result["close_raises"] == {"raised": "disk gone", "ended": 1, "current": None}
+    assert result["crash"] == {"page": "list", "status": "500 Internal Server Error",
+                               "handling": "LookupError('nope')", "current": None}
+    assert result["exit"] == {"code": 3, "ended": 1, "current": None}
+    assert result["collected"] == {"tracked": True, "body_freed": True}
+
+
 ASGI_DRIVER = LIVE + r"""
 import asyncio
 import vigil
@@ -831,7 +1106,11 @@ def check_slow_request_under_load(server):
         assert (report["txn"], report["pid"], report["user"]) == (txn, worker, None)
         functions = [frame["function"] for frame in report["stack"]]
         assert functions[0] == "slow_report", functions
-        assert any(f.endswith("WSGIMiddleware.__call__") for f in functions), functions
+        # Through the middleware, which is C code (no frame of its own): Flask.__call__
+        # calls it, and it calls the Flask.wsgi_app it wraps.
+        assert any(f.endswith("Flask.wsgi_app") for f in functions), functions
+        outer = functions.index(next(f for f in functions if f.endswith("Flask.wsgi_app"))) + 1
+        assert functions[outer].endswith("Flask.__call__"), functions
 
     # The request ends when gunicorn closes the response, just after the client has it.
     wait_until(lambda: not slow_request_in(worker, server.state_dir), "the slow request to end")
