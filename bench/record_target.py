@@ -1,11 +1,18 @@
-"""Targets for bench/run_record_bench.py.
+"""Targets for bench/run_record_bench.py and bench/record_slowdown_bench.py.
 
   deep          one thread spinning in pure Python, 20 frames deep, forever
   work N        a fixed amount of pure-Python work (N rounds), then prints
                 its own elapsed wall and CPU seconds on stdout
   service       20 threads, each cycling through differently shaped stacks
-Readiness (deep, service) through VIGIL_READY_FD, as in the tests."""
+  units OUT N   fixed work units (recursion 20 frames deep, then arithmetic,
+                about 3 ms each) in a loop, each unit's CLOCK_MONOTONIC start
+                and end and thread CPU start and end (ns) kept in a
+                preallocated array of N units; on SIGTERM (or when full) the
+                units done are written to OUT as int64s and it exits
+Readiness (deep, service, units) through VIGIL_READY_FD, as in the tests."""
+import array
 import os
+import signal
 import sys
 import threading
 import time
@@ -42,6 +49,42 @@ def serve(index):
             shaped(kind, (index + kind * 3) % 12)
 
 
+def unit(depth, turns):
+    if depth > 0:
+        return unit(depth - 1, turns)
+    total = 0
+    for i in range(turns):
+        total += i * i % 7
+    return total
+
+
+def _cpu_ns(function, *args):
+    begin = time.thread_time_ns()
+    function(*args)
+    return time.thread_time_ns() - begin
+
+
+def timed_units(out, capacity, unit_ms=3.0):
+    depth = 20 - 3  # <module>, timed_units and unit's first call make up the rest
+    best = min(_cpu_ns(unit, depth, 20000) for _ in range(20))
+    turns = int(20000 * unit_ms * 1e6 / best)
+    for _ in range(50):  # warm up with the final size (specialisation on 3.11+)
+        unit(depth, turns)
+    times = array.array("q", bytes(8 * 4 * capacity))
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    signal_ready()
+    done = 0
+    while done < capacity and not stop:
+        at = 4 * done
+        times[at], times[at + 2] = time.monotonic_ns(), time.thread_time_ns()
+        unit(depth, turns)
+        times[at + 3], times[at + 1] = time.thread_time_ns(), time.monotonic_ns()
+        done += 1
+    with open(out, "wb") as file:
+        times[:4 * done].tofile(file)
+
+
 mode = sys.argv[1]
 if mode == "deep":
     spin_at(20 - 2)  # <module> and spin_at's first call make up the rest
@@ -49,6 +92,8 @@ elif mode == "work":
     start, cpu = time.perf_counter(), time.process_time()
     work(int(sys.argv[2]))
     print("%.6f %.6f" % (time.perf_counter() - start, time.process_time() - cpu))
+elif mode == "units":
+    timed_units(sys.argv[2], int(sys.argv[3]))
 elif mode == "service":
     for i in range(20):
         threading.Thread(target=serve, args=(i,), daemon=True).start()

@@ -141,8 +141,14 @@ def stats():
 
 
 def _after_fork_in_child():
-    if _vigil.trace_recording():
+    """The child records on into <run>/<name>-<pid>/; when that directory
+    cannot be made, it says so in one line and runs on unrecorded."""
+    if not _vigil.trace_recording():
+        return
+    try:
         _vigil.trace_after_fork_in_child()
+    except OSError as error:
+        sys.stderr.write("vigil: the forked child %d is not recorded: %s\n" % (os.getpid(), error))
 
 
 def _selector_classes():
