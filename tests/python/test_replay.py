@@ -315,10 +315,11 @@ def test_a_running_python_program_is_replayed_as_recorded(python, start_target, 
     assert target.process.poll() is None  # replayed while it runs
 
 
-def test_the_screen_in_tmux(known, tmux):
-    done = "/tmp/vigil-replay-done-%d" % os.getpid()
+def test_the_screen_in_tmux(known, tmux, tmp_path):
+    done = str(tmp_path / "exit-status")
     tmux.run("new-session", "-d", "-s", "top", "-x", "150", "-y", "40",
-             "%s replay %s; echo exit=$? > %s; sleep 600" % (VIGIL, known, done))
+             "%s replay %s; echo exit=$? > %s.part; mv %s.part %s; sleep 600"
+             % (VIGIL, known, done, done, done))
     tmux.wait_for("vigil replay: prog (pid")
     screen = tmux.screen()
     assert "thread 101 (1 of 2)" in screen
@@ -345,4 +346,3 @@ def test_the_screen_in_tmux(known, tmux):
         time.sleep(0.05)  # polling for the exit status file, not waiting for time to pass
     with open(done) as f:
         assert f.read().strip() == "exit=0"
-    os.unlink(done)

@@ -23,11 +23,12 @@ def test_plain_snapshots_without_a_terminal(python, start_target):
 
 
 
-def test_live_screen_in_tmux(python, start_target, tmux):
+def test_live_screen_in_tmux(python, start_target, tmux, tmp_path):
     target = start_target(python, "busy_and_sleeping.py")
-    done = "/tmp/vigil-top-done-%d" % os.getpid()
+    done = str(tmp_path / "exit-status")
     tmux.run("new-session", "-d", "-s", "top", "-x", "160", "-y", "40",
-             "%s top %d --interval 0.5; echo exit=$? > %s; sleep 600" % (VIGIL, target.pid, done))
+             "%s top %d --interval 0.5; echo exit=$? > %s.part; mv %s.part %s; sleep 600"
+             % (VIGIL, target.pid, done, done, done))
     tmux.wait_for("spin (")
     screen = tmux.screen()
     assert "vigil top: pid %d" % target.pid in screen
@@ -44,7 +45,6 @@ def test_live_screen_in_tmux(python, start_target, tmux):
         time.sleep(0.05)
     with open(done) as f:
         assert f.read().strip() == "exit=0"
-    os.unlink(done)
     assert target.process.poll() is None
 
 
