@@ -42,12 +42,8 @@ void ThreadTrace::appendSlow(const uint32_t* record, uint32_t size) {
         return;
     }
     int64_t now = clockNs(CLOCK_MONOTONIC);
-    uint32_t* at = pos_.load(std::memory_order_relaxed);
-    // Room is kept for the mark that closes a chunk.
-    if (!chunk_ || at + kRawTimeWords + size > chunkEnd() - kRawTimeWords) {
-        at = nextChunk(at, now);
-        if (!at) return;
-    }
+    uint32_t* at = room(kRawTimeWords + size, now);
+    if (!at) return;
     at = putTime(at, kRawStamp, now);
     std::copy_n(record, size, at);
     at += size;
@@ -56,6 +52,15 @@ void ThreadTrace::appendSlow(const uint32_t* record, uint32_t size) {
     // request is overwritten: this record's stamp answers it.
     uint32_t* limit = std::min(at + kStampEveryWords, chunkEnd() - kRawTimeWords);
     limit_.store(precise_ ? 0 : reinterpret_cast<uintptr_t>(limit), std::memory_order_relaxed);
+}
+
+// Where `words` more words go: after the published end, or at the start of
+// a new chunk when they would not leave room for the mark that closes this
+// one; nullptr when there is no chunk to be had.
+uint32_t* ThreadTrace::room(uint32_t words, int64_t now) {
+    uint32_t* at = pos_.load(std::memory_order_relaxed);
+    if (chunk_ && at + words <= chunkEnd() - kRawTimeWords) return at;
+    return nextChunk(at, now);
 }
 
 // Closes the current chunk with a mark (so its block ends on a real time)
@@ -119,12 +124,8 @@ void ThreadTrace::precise(bool on) {
 void ThreadTrace::mark() {
     if (recording_.stopped.load(std::memory_order_relaxed)) return;
     int64_t now = clockNs(CLOCK_MONOTONIC);
-    uint32_t* at = pos_.load(std::memory_order_relaxed);
-    if (!chunk_ || at + kRawTimeWords > chunkEnd() - kRawTimeWords) {
-        at = nextChunk(at, now);
-        if (!at) return;
-    }
-    pos_.store(putTime(at, kRawMark, now), std::memory_order_release);
+    if (uint32_t* at = room(kRawTimeWords, now))
+        pos_.store(putTime(at, kRawMark, now), std::memory_order_release);
 }
 
 void ThreadTrace::end() {

@@ -141,6 +141,7 @@ class ThreadTrace {
     }
     void appendSlow(const uint32_t* record, uint32_t size);
     void mark();
+    uint32_t* room(uint32_t words, int64_t now);
     uint32_t* nextChunk(uint32_t* at, int64_t now);
     trace::Chunk* takeChunk();
     uint32_t* chunkEnd() const { return chunk_->words + trace::kChunkWords; }
