@@ -111,6 +111,11 @@ CO = "PyCodeObject"
 DK = "PyDictKeysObject"
 GIL = "struct _gil_runtime_state"
 
+HOLDS_GIL_BIT = (
+    "({ PyThreadState s; memset(&s, 0, sizeof s); s._status.holds_gil = 1; "
+    "unsigned int word; memcpy(&word, &s._status, sizeof word); __builtin_ctz(word); })"
+)
+
 FIELDS = {
     # _PyRuntimeState
     "runtime.interpreters_head": [(8, off(RT, "interpreters.head"))],
@@ -139,6 +144,11 @@ FIELDS = {
     "thread.native_thread_id": [(8, None), (11, off(TS, "native_thread_id"))],
     "thread.datastack_chunk": [(8, None), (11, off(TS, "datastack_chunk"))],
     "thread.datastack_top": [(8, None), (11, off(TS, "datastack_top"))],
+    "thread.exc_info": [(8, off(TS, "exc_info"))],
+    "thread.exc_state": [(8, off(TS, "exc_state"))],
+    "thread.status": [(8, None), (13, off(TS, "_status"))],
+    # Not an offset: the bit of _status.holds_gil in its first 32-bit word.
+    "thread.holds_gil_bit": [(8, None), (13, HOLDS_GIL_BIT)],
     # _PyStackChunk
     "chunk.previous": [(8, None), (11, off("_PyStackChunk", "previous"))],
     "chunk.size": [(8, None), (11, off("_PyStackChunk", "size"))],
@@ -170,6 +180,8 @@ FIELDS = {
     "code.name": [(8, off(CO, "co_name"))],
     "code.qualname": [(8, None), (11, off(CO, "co_qualname"))],
     "code.linetable": [(8, off(CO, "co_lnotab")), (10, off(CO, "co_linetable"))],
+    "code.stacksize": [(8, off(CO, "co_stacksize"))],
+    "code.nlocalsplus": [(8, None), (11, off(CO, "co_nlocalsplus"))],
     # PyObject / PyVarObject
     "object.ob_type": [(8, off("PyObject", "ob_type"))],
     "object.ob_size": [(8, off("PyVarObject", "ob_size"))],
@@ -350,7 +362,7 @@ def probe_source(interp):
     for header in EXTRA_HEADERS:
         if os.path.exists(os.path.join(inc, header)):
             lines.append("#include <%s>" % header)
-    lines += ["#include <stddef.h>", "#include <stdio.h>"]
+    lines += ["#include <stddef.h>", "#include <stdio.h>", "#include <string.h>"]
     subst = {"minor": minor, "micro": micro}
     if minor <= 10:
         lines.append(MIRROR_DICT_KEYS_38_310 % subst)
@@ -476,6 +488,12 @@ if has("thread.native_thread_id"):
           ulong(tstate + o("thread.native_thread_id")) == threading.get_native_id())
     check("thread.native_thread_id", ulong(ots + o("thread.native_thread_id")) == other["native"])
 check("thread.size", o("thread.size") > max(o("thread.thread_id"), o("thread.next")))
+if has("thread.status"):
+    def holds_gil(state):
+        return (ctypes.c_uint32.from_address(state + o("thread.status")).value
+                >> o("thread.holds_gil_bit")) & 1
+    check("thread.holds_gil_bit", holds_gil(tstate) == 1, "this thread holds the GIL")
+    check("thread.holds_gil_bit", holds_gil(ots) == 0, "the parked thread does not")
 
 # The GIL: held by this thread, which took it back from the parked one
 # (so the switch counter after `locked` is not 1 either).
@@ -523,6 +541,10 @@ def frames(marker):
     co = me.f_code
     expected_top = f + o("frame.size") + 8 * (co.co_nlocals + co.co_stacksize)
     check("thread.datastack_top", top == expected_top, "%#x != %#x" % (top, expected_top))
+    # A frame takes its header, locals and value stack on the data stack: the
+    # newest one ends at the top.
+    words = i32(id(co) + o("code.nlocalsplus")) + i32(id(co) + o("code.stacksize"))
+    check("code.nlocalsplus", f + o("frame.size") + 8 * words == top)
     chunk = ptr(tstate + o("thread.datastack_chunk"))
     size = ssz(chunk + o("chunk.size"))
     check("chunk.data", chunk + o("chunk.data") <= f < chunk + size)
@@ -555,6 +577,19 @@ def caller_of_frames():
 
 
 caller_of_frames()
+# exc_info points at the thread's own exc_state unless a generator runs, in
+# which case it points into the generator (gen_send_ex2, and on 3.12+ also
+# FOR_ITER_GEN/SEND_GEN, which run the generator's frame in the same loop).
+own_exc_state = tstate + o("thread.exc_state")
+check("thread.exc_state", ptr(tstate + o("thread.exc_info")) == own_exc_state)
+
+
+def exc_info_in_generator():
+    yield ptr(tstate + o("thread.exc_info"))
+
+
+check("thread.exc_info", all(info != own_exc_state for info in exc_info_in_generator()))
+check("thread.exc_info", ptr(tstate + o("thread.exc_info")) == own_exc_state)
 if V >= (3, 11):
     check("frame.owner", next(owner_of_generator_frame()) == 1)  # FRAME_OWNED_BY_GENERATOR
 if has("frame.is_entry"):

@@ -20,9 +20,11 @@ constexpr int64_t kMaxLocals = 1 << 16;
 }  // namespace
 
 const CodeInfo* CodeCache::get(uint64_t code) {
-    auto found = codes_.find(code);
-    if (found != codes_.end()) {
-        CodeInfo& info = *found->second;
+    RecentCode& recent = recent_[(code >> 4) % recent_.size()];
+    CodeInfo* known = recent.code == code ? recent.info : find(code);
+    if (known) {
+        CodeInfo& info = *known;
+        recent = {code, known};
         if (nowNs_ - info.verifiedNs > kVerifyEveryNs && !info.pendingVerification) {
             info.pendingVerification = true;
             pending_.push_back(code);
@@ -32,6 +34,11 @@ const CodeInfo* CodeCache::get(uint64_t code) {
     auto info = load(code);
     if (!info) return nullptr;
     return codes_.emplace(code, std::move(info)).first->second.get();
+}
+
+CodeInfo* CodeCache::find(uint64_t code) {
+    auto found = codes_.find(code);
+    return found != codes_.end() ? found->second.get() : nullptr;
 }
 
 const CodeInfo* CodeCache::withLocals(uint64_t code) {
@@ -92,6 +99,7 @@ void CodeCache::verifyPending() {
         if (i >= read) continue;  // not read this time (the batch stopped early): check later
         // Another object lives here now: decode it afresh, or forget it (a
         // later load gets a generation never used before either way).
+        recent_[(pending_[i] >> 4) % recent_.size()] = {};
         auto fresh = load(pending_[i]);
         if (!fresh) {
             codes_.erase(found);
@@ -121,6 +129,7 @@ std::unique_ptr<CodeInfo> CodeCache::load(uint64_t code) {
     info->qualname =
         layout.code.qualname != kNone ? readName(layout.code.qualname, code) : info->name;
     if (layout.code.code_adaptive != kNone) info->bytecodeStart = code + layout.code.code_adaptive;
+    if (layout.code.nlocalsplus != kNone) info->frameBytes = readFrameBytes(code);
     bool truncated = false;
     auto bytes = objects_.readBytes(table, kMaxLineTable, &truncated);
     if (bytes) {
@@ -129,6 +138,20 @@ std::unique_ptr<CodeInfo> CodeCache::load(uint64_t code) {
                                         std::span<const uint8_t>(data, bytes->size()));
     }
     return info;
+}
+
+uint64_t CodeCache::readFrameBytes(uint64_t code) {
+    // As the interpreter sizes a frame when it pushes one: co_framesize on
+    // 3.12+, the same sum spelt out on 3.11 (_PyEvalFramePushAndInit in
+    // https://github.com/python/cpython/blob/v3.11.7/Python/ceval.c).
+    const PyLayout& layout = objects_.layout();
+    int32_t locals = 0, stack = 0;
+    if (!objects_.memory().readValue(code + layout.code.nlocalsplus, locals) ||
+        !objects_.memory().readValue(code + layout.code.stacksize, stack) || locals < 0 ||
+        stack < 0) {
+        return 0;
+    }
+    return static_cast<uint64_t>(layout.frame.size) + 8 * (static_cast<uint64_t>(locals) + stack);
 }
 
 void CodeCache::appendNames(uint64_t tuple, LocalKind kind, std::vector<LocalVariable>& out) {

@@ -2,6 +2,7 @@
 // on demand, the names of their local variables.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
@@ -42,6 +43,9 @@ struct CodeInfo {
     StringId qualname = 0;  // the plain name before 3.11
     int firstLine = 0;
     uint64_t bytecodeStart = 0;  // 3.11+: address of the first instruction
+    // 3.11+: the bytes its frames take on the data stack (header, locals and
+    // value stack), 0 if unknown.
+    uint64_t frameBytes = 0;
     LineTable lines;
     bool localsLoaded = false;
     std::vector<LocalVariable> locals;  // in frame order (localsplus)
@@ -75,7 +79,9 @@ class CodeCache {
     size_t size() const { return codes_.size(); }
 
   private:
+    CodeInfo* find(uint64_t code);
     std::unique_ptr<CodeInfo> load(uint64_t code);
+    uint64_t readFrameBytes(uint64_t code);
     void loadLocals(uint64_t code, CodeInfo& info);
     void appendNames(uint64_t tuple, LocalKind kind, std::vector<LocalVariable>& out);
     StringId readName(uint64_t codeField, uint64_t code);
@@ -86,6 +92,14 @@ class CodeCache {
     ObjectReader& objects_;
     StringTable& strings_;
     std::unordered_map<uint64_t, std::unique_ptr<CodeInfo>> codes_;
+    // The codes used lately, by address (objects are 16-byte aligned): a
+    // walk looks up every frame's code, mostly the same ones sample after
+    // sample, and this spares the hash table.
+    struct RecentCode {
+        uint64_t code = 0;
+        CodeInfo* info = nullptr;
+    };
+    std::array<RecentCode, 512> recent_{};
     int64_t nowNs_ = 0;
     uint32_t generations_ =
         0;  // every load gets a new one, so caches keyed by it never mix two objects

@@ -183,6 +183,14 @@ std::optional<uint64_t> findRuntime(MemorySource& memory, const ElfFile& elf,
     return std::nullopt;
 }
 
+// A version newer than our tables: the fields _Py_DebugOffsets does not
+// describe and that only make walks cheaper are not trusted.
+void withoutShortcuts(PyLayout& layout) {
+    layout.thread.exc_info = layout.thread.exc_state = kNone;
+    layout.thread.status = layout.thread.holds_gil_bit = kNone;
+    layout.code.nlocalsplus = kNone;
+}
+
 // The layout for a version; for 3.13+ laid over with the target's own
 // _Py_DebugOffsets.
 std::optional<PyLayout> layoutFor(MemorySource& memory, PyVersion version, uint64_t runtime,
@@ -195,6 +203,7 @@ std::optional<PyLayout> layoutFor(MemorySource& memory, PyVersion version, uint6
     std::string why;
     if (readDebugOffsets(memory, runtime, offsets, why)) {
         applyDebugOffsets(offsets, *layout);
+        if (version.minor > newestGeneratedVersion().minor) withoutShortcuts(*layout);
         narrate(fmt::format("layout: offsets read from the target's _Py_DebugOffsets ({})",
                             layout->version.str()));
         return layout;

@@ -72,6 +72,13 @@ struct PyLayout {
         Offset native_thread_id = kNone;  // 3.11+
         Offset datastack_chunk = kNone;   // 3.11+
         Offset datastack_top = kNone;     // 3.11+
+        // exc_info points at exc_state unless a generator is running.
+        Offset exc_info = kNone;
+        Offset exc_state = kNone;
+        // 3.13+: the _status bit-field word, and the bit in it that says the
+        // thread holds the GIL (a bit number, not an offset).
+        Offset status = kNone;
+        Offset holds_gil_bit = kNone;
     } thread;
 
     // _PyStackChunk, 3.11+.
@@ -110,6 +117,8 @@ struct PyLayout {
         Offset name = kNone;
         Offset qualname = kNone;   // 3.11+
         Offset linetable = kNone;  // co_lnotab or co_linetable
+        Offset stacksize = kNone;
+        Offset nlocalsplus = kNone;  // 3.11+
     } code;
 
     struct Object {

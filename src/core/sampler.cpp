@@ -85,10 +85,10 @@ size_t ProcessSampler::interpreterRequests(uint64_t interp, bool first, Interpre
     out = {};
     out.head = interp;
     requests = {{
-        {static_cast<uint64_t>(interp + layout.interp.threads_head), &out.firstThread, 8},
-        {static_cast<uint64_t>(interp + layout.interp.next), &out.next, 8},
         {gil->second.locked, &out.gilLocked, 4},
         {gil->second.holder, &out.gilHolder, 8},
+        {static_cast<uint64_t>(interp + layout.interp.threads_head), &out.firstThread, 8},
+        {static_cast<uint64_t>(interp + layout.interp.next), &out.next, 8},
         {process_.target().runtimeAddress + layout.runtime.interpreters_head, &out.head, 8},
     }};
     // Whether the first interpreter still heads the list is checked now and
@@ -96,6 +96,27 @@ size_t ProcessSampler::interpreterRequests(uint64_t interp, bool first, Interpre
     // the check is one more place for the kernel to read.
     bool checkHead = first && round_ % kCheckHeadEveryRounds == 0;
     return checkHead ? requests.size() : requests.size() - 1;
+}
+
+bool ProcessSampler::guessFirstThread(uint64_t interp, bool first,
+                                      std::span<const ReadRequest> requests, InterpreterRead& read,
+                                      ThreadStateView& view, WalkStatus& status) {
+    // The thread that headed the list last round is walked at once, with
+    // only the GIL read along. It still heads the list if its prev is null
+    // (a new thread is put in front of it, and a freed thread state's first
+    // word holds the allocator's free-list link). Rounds that check the
+    // list of interpreters, and processes with more than one, read the
+    // interpreter's fields as well.
+    bool guess = first && !options_.gilOnly && firstThread_ != 0 && secondInterpreter_ == 0 &&
+                 requests.size() == kThreadListRequests;
+    if (!guess) return false;
+    // 3.13+ thread states say themselves whether they hold the GIL.
+    bool needGil = process_.layout().thread.status == kNone;
+    status = process_.walker().walk(firstThread_, view, frames_,
+                                    requests.first(needGil ? kGilRequests : 0));
+    if (status == WalkStatus::kUnreadable || view.prev != 0 || view.interp != interp) return false;
+    read.firstThread = firstThread_;
+    return true;
 }
 
 bool ProcessSampler::sampleInterpreter(uint64_t interp, bool first, int64_t timeNs,
@@ -106,28 +127,24 @@ bool ProcessSampler::sampleInterpreter(uint64_t interp, bool first, int64_t time
     std::span<const ReadRequest> requests(storage.data(), count);
     StackWalker& walker = process_.walker();
     ThreadStateView view;
-    uint64_t state = 0;
-    // The interpreter's list and GIL ride along, in one read, with the walk
-    // of the thread that headed the list last round; if the head changed (a
-    // thread started or ended, or interpreters did) that walk is dropped.
-    uint64_t guess = first && !options_.gilOnly ? firstThread_ : 0;
-    WalkStatus status =
-        guess ? walker.walk(guess, view, frames_, requests) : WalkStatus::kUnreadable;
-    bool guessed = status != WalkStatus::kUnreadable && read.head == interp &&
-                   read.firstThread == guess && view.interp == interp;
+    WalkStatus status = WalkStatus::kUnreadable;
+    bool guessed = guessFirstThread(interp, first, requests, read, view, status);
     if (!guessed && process_.memory().readMany(requests) != requests.size()) return false;
     if (first && read.head != interp) {
         firstInterpreter_ = read.head;  // the list changed: sample the new head next round
         return false;
     }
-    if (first) firstThread_ = read.firstThread;
+    if (first && !guessed) {
+        firstThread_ = read.firstThread;
+        secondInterpreter_ = read.next;
+    }
     uint64_t holder = read.gilLocked ? read.gilHolder : 0;
     summary.gilHeld = summary.gilHeld || holder != 0;
     if (options_.gilOnly) {
         if (holder) account(walker.walk(holder, view, frames_), view, holder, timeNs, summary);
         return true;
     }
-    state = guessed ? account(status, view, holder, timeNs, summary) : read.firstThread;
+    uint64_t state = guessed ? account(status, view, holder, timeNs, summary) : read.firstThread;
     for (size_t count = 0; state != 0 && count < kMaxThreads; ++count) {
         WalkStatus walked = walker.walk(state, view, frames_);
         if (walked != WalkStatus::kUnreadable && view.interp != interp) {
@@ -149,7 +166,9 @@ uint64_t ProcessSampler::account(WalkStatus status, const ThreadStateView& view,
     }
     ++summary.threads;
     ThreadInfo& info = threadInfo(view);
-    bool running = view.address == gilHolder || isRunning(info);
+    bool holdsGil = view.holdsGil ? *view.holdsGil : view.address == gilHolder;
+    summary.gilHeld = summary.gilHeld || holdsGil;
+    bool running = holdsGil || isRunning(info);
     summary.running += running;
     if (!options_.idle && !running) {
         ++stats.idleSamples;

@@ -101,6 +101,15 @@ class ProcessSampler {
     size_t interpreterRequests(uint64_t interp, bool first, InterpreterRead& out,
                                std::array<ReadRequest, 5>& requests);
     static constexpr uint64_t kCheckHeadEveryRounds = 64;
+    // The GIL's two fields come first in those requests; then the thread
+    // list's head and the next interpreter; then, on checking rounds, the
+    // runtime's first interpreter.
+    static constexpr size_t kGilRequests = 2;
+    static constexpr size_t kThreadListRequests = 4;
+    // Walks last round's first thread with the GIL read along; true if it
+    // still heads the list (read.firstThread is then set).
+    bool guessFirstThread(uint64_t interp, bool first, std::span<const ReadRequest> requests,
+                          InterpreterRead& read, ThreadStateView& view, WalkStatus& status);
     // Samples every thread of one interpreter; false when its list is unreadable.
     bool sampleInterpreter(uint64_t interp, bool first, int64_t timeNs, RoundSummary& summary,
                            InterpreterRead& read);
@@ -136,7 +145,8 @@ class ProcessSampler {
     uint64_t round_ = 0;
     std::string problem_;
     uint64_t firstInterpreter_ = 0;
-    uint64_t firstThread_ = 0;  // the head of the first interpreter's thread list last round
+    uint64_t firstThread_ = 0;        // the head of the first interpreter's thread list last round
+    uint64_t secondInterpreter_ = 0;  // the first interpreter's next, when last read
     std::unordered_map<uint64_t, GilLocation> gils_;  // by interpreter
 };
 

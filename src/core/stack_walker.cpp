@@ -6,9 +6,11 @@
 namespace vigil {
 namespace {
 
-// 3.12+: frames owned by the C stack are entry shims, not Python code
+// Frames on the thread's data stack are owned by the thread; 3.12+: frames
+// owned by the C stack are entry shims, not Python code
 // (FRAME_OWNED_BY_CSTACK in
 // https://github.com/python/cpython/blob/v3.12.1/Include/internal/pycore_frame.h).
+constexpr uint8_t kFrameOwnedByThread = 0;
 constexpr uint8_t kFrameOwnedByCStack = 3;
 
 // A data stack chunk larger than this is not copied in one piece.
@@ -40,6 +42,10 @@ StackWalker::StackWalker(MemorySource& memory, const PyLayout& layout, CodeCache
                            layout.frame.lasti, layout.frame.instr_ptr, layout.frame.owner});
     frameReadSize_ = static_cast<size_t>(end) + 8;
     frameBuffer_.resize(frameReadSize_);
+    // The versions whose data stack walkDataStack() knows (not those newer
+    // than our tables, see withoutShortcuts() in discovery.cpp).
+    canWalkDataStack_ = layout.frameModel() == FrameModel::kInterpreterFrame &&
+                        layout.thread.exc_info != kNone && layout.code.nlocalsplus != kNone;
 }
 
 void StackWalker::planFrameReads(const Expectation& expected) {
@@ -103,6 +109,7 @@ size_t StackWalker::batchRead(uint64_t threadState, const Expectation& expected,
 void StackWalker::parseThreadState(uint64_t address, ThreadStateView& view) {
     const uint8_t* bytes = stateBuffer_.data();
     view.address = address;
+    view.prev = field<uint64_t>(bytes, layout_.thread.prev);
     view.next = field<uint64_t>(bytes, layout_.thread.next);
     view.interp = field<uint64_t>(bytes, layout_.thread.interp);
     view.threadId = field<uint64_t>(bytes, layout_.thread.thread_id);
@@ -116,6 +123,12 @@ void StackWalker::parseThreadState(uint64_t address, ThreadStateView& view) {
     view.datastackTop = layout_.thread.datastack_top != kNone
                             ? field<uint64_t>(bytes, layout_.thread.datastack_top)
                             : 0;
+    view.excInfo =
+        layout_.thread.exc_info != kNone ? field<uint64_t>(bytes, layout_.thread.exc_info) : 0;
+    if (layout_.thread.status != kNone) {
+        view.holdsGil =
+            (field<uint32_t>(bytes, layout_.thread.status) >> layout_.thread.holds_gil_bit) & 1u;
+    }
 }
 
 bool StackWalker::currentFrame(Expectation& expected, bool cframeRead, ThreadStateView& view) {
@@ -150,13 +163,20 @@ WalkStatus StackWalker::walk(uint64_t threadState, ThreadStateView& view,
     parseThreadState(threadState, view);
     bool cframeRead = layout_.thread.cframe != kNone && expected.cframe && read > 1;
     bool chunkRead = expected.chunk && read > (cframeRead ? 2u : 1u);
-    if (!currentFrame(expected, cframeRead, view)) return WalkStatus::kTorn;
     WalkStatus status;
-    if (layout_.frameModel() == FrameModel::kFrameObject) {
-        status = walkFrameObjects(view.frame, expected, frames);
-    } else {
+    if (layout_.frameModel() == FrameModel::kInterpreterFrame) {
         useDataStack(view, expected, chunkRead);
-        status = walkInterpreterFrames(view, expected, frames);
+        if (dataStackHoldsWholeStack(view)) {
+            expected.cframe = 0;  // not needed: leave it out of the next batch
+            status = walkDataStack(view, frames);
+        } else if (!currentFrame(expected, cframeRead, view)) {
+            return WalkStatus::kTorn;
+        } else {
+            status = walkInterpreterFrames(view, expected, frames);
+        }
+    } else {
+        if (!currentFrame(expected, cframeRead, view)) return WalkStatus::kTorn;
+        status = walkFrameObjects(view.frame, expected, frames);
     }
     expected.frames.swap(seenFrames_);
     return status;
@@ -251,6 +271,50 @@ const uint8_t* StackWalker::frameBytes(uint64_t frame, const Expectation& expect
     return frameBuffer_.data();
 }
 
+bool StackWalker::dataStackHoldsWholeStack(const ThreadStateView& thread) const {
+    // While no generator runs on the thread (gen_send_ex2, and on 3.12+
+    // FOR_ITER_GEN and SEND_GEN, point exc_info into the generator), every
+    // frame of its stack is on its data stack, in call order, and nothing
+    // else is: entry shims live on the C stack. If that stack is one chunk,
+    // the chunk alone gives the whole stack, without the current frame
+    // pointer (on the C stack before 3.13) or the shims.
+    return canWalkDataStack_ && chunkStart_ != 0 &&
+           thread.excInfo == thread.address + layout_.thread.exc_state &&
+           field<uint64_t>(chunkBuffer_.data(), layout_.chunk.previous) == 0;
+}
+
+WalkStatus StackWalker::walkDataStack(ThreadStateView& thread, std::vector<RawFrame>& frames) {
+    // Frames are laid end to end from the bottom, each as large as its code
+    // says; the first chunk keeps its first slot empty (push_chunk in
+    // https://github.com/python/cpython/blob/v3.12.1/Python/pystate.c).
+    uint64_t frame = chunkStart_ + layout_.chunk.data + 8;
+    while (frame < chunkEnd_) {
+        if (frames.size() >= kMaxDepth || chunkEnd_ - frame < frameReadSize_)
+            return WalkStatus::kTorn;
+        const uint8_t* bytes = chunkBuffer_.data() + (frame - chunkStart_);
+        if (field<uint8_t>(bytes, layout_.frame.owner) != kFrameOwnedByThread)
+            return WalkStatus::kTorn;
+        uint64_t code = field<uint64_t>(bytes, layout_.frame.code);
+        const CodeInfo* info = codes_.get(code);
+        if (!info || info->frameBytes == 0) return WalkStatus::kTorn;
+        frames.push_back(interpreterFrame(frame, bytes, info));
+        frame += info->frameBytes;
+    }
+    // A frame being pushed or popped meanwhile shows as a walk that does not
+    // end exactly at the top.
+    if (frame != chunkEnd_) return WalkStatus::kTorn;
+    std::reverse(frames.begin(), frames.end());
+    thread.frame = frames.empty() ? 0 : frames.front().address;
+    return WalkStatus::kComplete;
+}
+
+RawFrame StackWalker::interpreterFrame(uint64_t frame, const uint8_t* bytes,
+                                       const CodeInfo* info) const {
+    uint64_t instruction = field<uint64_t>(bytes, layout_.frame.instr_ptr);
+    return {field<uint64_t>(bytes, layout_.frame.code), frame,
+            static_cast<int64_t>(instruction - info->bytecodeStart), info};
+}
+
 WalkStatus StackWalker::walkInterpreterFrames(const ThreadStateView& thread,
                                               const Expectation& expected,
                                               std::vector<RawFrame>& frames) {
@@ -271,9 +335,7 @@ WalkStatus StackWalker::walkInterpreterFrames(const ThreadStateView& thread,
         uint64_t code = field<uint64_t>(bytes, layout_.frame.code);
         const CodeInfo* info = codes_.get(code);
         if (!info) return WalkStatus::kTorn;
-        uint64_t instruction = field<uint64_t>(bytes, layout_.frame.instr_ptr);
-        int64_t offset = static_cast<int64_t>(instruction - info->bytecodeStart);
-        frames.push_back({code, frame, offset, info});
+        frames.push_back(interpreterFrame(frame, bytes, info));
         frame = previous;
     }
     return WalkStatus::kComplete;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -31,13 +32,16 @@ struct RawFrame {
 // What a thread state says about its thread, read in one go.
 struct ThreadStateView {
     uint64_t address = 0;
+    uint64_t prev = 0;  // 0 for the head of its interpreter's list
     uint64_t next = 0;
     uint64_t interp = 0;
-    uint64_t threadId = 0;        // pthread_t, threading.get_ident()
-    int64_t nativeThreadId = -1;  // 3.11+, else -1
-    uint64_t frame = 0;           // the innermost frame
-    uint64_t datastackChunk = 0;  // 3.11+: the current _PyStackChunk
-    uint64_t datastackTop = 0;    // 3.11+: first free byte of that chunk
+    uint64_t threadId = 0;         // pthread_t, threading.get_ident()
+    int64_t nativeThreadId = -1;   // 3.11+, else -1
+    uint64_t frame = 0;            // the innermost frame
+    uint64_t datastackChunk = 0;   // 3.11+: the current _PyStackChunk
+    uint64_t datastackTop = 0;     // 3.11+: first free byte of that chunk
+    uint64_t excInfo = 0;          // a generator runs if this is not the thread's own exc_state
+    std::optional<bool> holdsGil;  // 3.13+: the thread says whether it holds the GIL
 };
 
 enum class WalkStatus {
@@ -91,6 +95,9 @@ class StackWalker {
     WalkStatus walkInterpreterFrames(const ThreadStateView& thread, const Expectation& expected,
                                      std::vector<RawFrame>& frames);
     void useDataStack(const ThreadStateView& thread, Expectation& expected, bool chunkRead);
+    bool dataStackHoldsWholeStack(const ThreadStateView& thread) const;
+    WalkStatus walkDataStack(ThreadStateView& thread, std::vector<RawFrame>& frames);
+    RawFrame interpreterFrame(uint64_t frame, const uint8_t* bytes, const CodeInfo* info) const;
     const uint8_t* frameBytes(uint64_t frame, const Expectation& expected);
     bool isFrameType(uint64_t type);
 
@@ -99,6 +106,7 @@ class StackWalker {
     CodeCache& codes_;
     size_t frameReadSize_ = 0;  // the prefix of a frame that holds what we read
     uint64_t frameType_ = 0;    // PyFrame_Type in the target, learnt from the first frame
+    bool canWalkDataStack_ = false;
     std::unordered_map<uint64_t, Expectation> expected_;
     // Reused between walks.
     std::vector<ReadRequest> requests_;

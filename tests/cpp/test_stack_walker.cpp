@@ -1,4 +1,6 @@
-// The stack walker on fake 3.10 frame chains: normal, cyclic (torn), garbage.
+// The stack walker on fake 3.10 frame chains: normal, cyclic (torn), garbage;
+// and on fake 3.12 data stacks: walked alone when they hold the whole stack,
+// through the frame chain otherwise.
 #include <gtest/gtest.h>
 
 #include "core/code_cache.h"
@@ -91,6 +93,110 @@ TEST_F(WalkerTest, FrameMovedUnderUsIsDetected) {
     EXPECT_TRUE(walker_.frameUnchanged(view_));
     fake_.put(state + fake_.layout().thread.frame, chain({"c"}));
     EXPECT_FALSE(walker_.frameUnchanged(view_));
+}
+
+class WalkerDataStackTest : public ::testing::Test {
+  protected:
+    using DataStack = testing::FakeProcess::DataStack;
+
+    WalkerDataStackTest()
+        : fake_(*generatedLayout(3, 12)),
+          memory_(fake_.memory()),
+          objects_(memory_, fake_.layout()),
+          codes_(objects_, strings_),
+          walker_(memory_, fake_.layout(), codes_),
+          cStack_(fake_.cStack()) {}
+
+    // Frames of these functions, outermost first, each code with its own
+    // frame size, on a chunk above previousChunk (or the root chunk, above
+    // the entry shim); the innermost becomes the current frame.
+    DataStack stack(const std::vector<std::string>& names,
+                    const DataStack* previousChunk = nullptr) {
+        std::vector<uint64_t> codes;
+        for (int32_t i = 0; i < int32_t(names.size()); ++i)
+            codes.push_back(fake_.code(names[i], "app.py", 10, i + 1, 2 * i + 3));
+        DataStack stack = previousChunk ? fake_.dataStack(codes, previousChunk->frames.back(),
+                                                          previousChunk->chunk)
+                                        : fake_.dataStack(codes, cStack_.shim);
+        setCurrentFrame(stack.frames.back());
+        return stack;
+    }
+    void setCurrentFrame(uint64_t frame) {
+        fake_.put(cStack_.cframe + fake_.layout().thread.cframe_current_frame, frame);
+    }
+    // The names of the frames walked, innermost first.
+    std::vector<std::string> names() {
+        std::vector<std::string> out;
+        for (const RawFrame& frame : frames_) out.push_back(strings_.get(frame.info->name));
+        return out;
+    }
+
+    testing::FakeProcess fake_;
+    BufferMemory memory_;
+    StringTable strings_;
+    ObjectReader objects_;
+    CodeCache codes_;
+    StackWalker walker_;
+    testing::FakeProcess::CStack cStack_;
+    std::vector<RawFrame> frames_;
+    ThreadStateView view_;
+};
+
+TEST_F(WalkerDataStackTest, RootChunkIsWalkedWithoutTheCStack) {
+    DataStack data = stack({"main", "handle", "query"});
+    // The chain walk would need the _PyCFrame: make it unreadable.
+    uint64_t state = fake_.dataStackThread(0xdead0000, data);
+    for (int walk = 0; walk < 2; ++walk) {  // the second from the batched copy
+        ASSERT_EQ(walker_.walk(state, view_, frames_), WalkStatus::kComplete);
+        EXPECT_EQ(names(), (std::vector<std::string>{"query", "handle", "main"}));
+        ASSERT_EQ(frames_.size(), 3u);
+        EXPECT_EQ(frames_[0].address, data.frames[2]);
+        EXPECT_EQ(frames_[2].address, data.frames[0]);
+        EXPECT_EQ(frames_[0].byteOffset, testing::FakeProcess::kByteOffset);
+        EXPECT_EQ(view_.frame, data.frames[2]);
+    }
+}
+
+TEST_F(WalkerDataStackTest, RunningGeneratorIsWalkedThroughTheChain) {
+    DataStack data = stack({"main", "handle"});
+    // The generator's frame lives in the generator, which exc_info points into.
+    uint64_t generator = fake_.allocate(256);
+    uint64_t genFrame = generator + 64;
+    fake_.interpreterFrame(genFrame, fake_.code("produce", "app.py", 20, 1, 1), data.frames[1],
+                           testing::FakeProcess::kOwnedByGenerator);
+    setCurrentFrame(genFrame);
+    uint64_t state = fake_.dataStackThread(cStack_.cframe, data, generator + 32);
+    ASSERT_EQ(walker_.walk(state, view_, frames_), WalkStatus::kComplete);
+    EXPECT_EQ(names(), (std::vector<std::string>{"produce", "handle", "main"}));
+    ASSERT_FALSE(frames_.empty());
+    EXPECT_EQ(frames_[0].address, genFrame);
+    EXPECT_EQ(view_.frame, genFrame);
+}
+
+TEST_F(WalkerDataStackTest, FramesNotEndingAtTheTopAreTorn) {
+    // A top past the last frame, or inside it.
+    for (int64_t moved : {8, -8}) {
+        DataStack data = stack({"main", "handle"});
+        data.top += moved;
+        uint64_t state = fake_.dataStackThread(cStack_.cframe, data);
+        EXPECT_EQ(walker_.walk(state, view_, frames_), WalkStatus::kTorn) << moved;
+    }
+}
+
+TEST_F(WalkerDataStackTest, FrameNotOwnedByTheThreadIsTorn) {
+    DataStack data = stack({"main", "handle", "query"});
+    fake_.put(data.frames[1] + fake_.layout().frame.owner, testing::FakeProcess::kOwnedByGenerator);
+    uint64_t state = fake_.dataStackThread(cStack_.cframe, data);
+    EXPECT_EQ(walker_.walk(state, view_, frames_), WalkStatus::kTorn);
+}
+
+TEST_F(WalkerDataStackTest, LaterChunkIsWalkedThroughTheChain) {
+    DataStack root = stack({"main", "handle"});
+    DataStack data = stack({"query", "fetch"}, &root);
+    uint64_t state = fake_.dataStackThread(cStack_.cframe, data);
+    ASSERT_EQ(walker_.walk(state, view_, frames_), WalkStatus::kComplete);
+    EXPECT_EQ(names(), (std::vector<std::string>{"fetch", "query", "handle", "main"}));
+    EXPECT_EQ(view_.frame, data.frames[1]);
 }
 
 }  // namespace
