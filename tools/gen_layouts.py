@@ -111,10 +111,13 @@ CO = "PyCodeObject"
 DK = "PyDictKeysObject"
 GIL = "struct _gil_runtime_state"
 
-HOLDS_GIL_BIT = (
-    "({ PyThreadState s; memset(&s, 0, sizeof s); s._status.holds_gil = 1; "
-    "unsigned int word; memcpy(&word, &s._status, sizeof word); __builtin_ctz(word); })"
-)
+def status_bit(member):
+    """The bit of PyThreadState._status.<member> in its first 32-bit word."""
+    return (
+        "({ PyThreadState s; memset(&s, 0, sizeof s); s._status.%s = 1; "
+        "unsigned int word; memcpy(&word, &s._status, sizeof word); __builtin_ctz(word); })" % member
+    )
+
 
 FIELDS = {
     # _PyRuntimeState
@@ -146,9 +149,13 @@ FIELDS = {
     "thread.datastack_top": [(8, None), (11, off(TS, "datastack_top"))],
     "thread.exc_info": [(8, off(TS, "exc_info"))],
     "thread.exc_state": [(8, off(TS, "exc_state"))],
-    "thread.status": [(8, None), (13, off(TS, "_status"))],
-    # Not an offset: the bit of _status.holds_gil in its first 32-bit word.
-    "thread.holds_gil_bit": [(8, None), (13, HOLDS_GIL_BIT)],
+    "thread.status": [(8, None), (12, off(TS, "_status"))],
+    # Not an offset: the bit of _status that is set while the thread holds
+    # the GIL. 3.12 sets `active` right after taking the GIL and clears it
+    # right before dropping it (_PyThreadState_SwapNoGIL in Python/pystate.c,
+    # PyEval_SaveThread/RestoreThread in Python/ceval_gil.c); 3.13 has
+    # `holds_gil` itself.
+    "thread.holds_gil_bit": [(8, None), (12, status_bit("active")), (13, status_bit("holds_gil"))],
     # _PyStackChunk
     "chunk.previous": [(8, None), (11, off("_PyStackChunk", "previous"))],
     "chunk.size": [(8, None), (11, off("_PyStackChunk", "size"))],

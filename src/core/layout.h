@@ -75,8 +75,9 @@ struct PyLayout {
         // exc_info points at exc_state unless a generator is running.
         Offset exc_info = kNone;
         Offset exc_state = kNone;
-        // 3.13+: the _status bit-field word, and the bit in it that says the
-        // thread holds the GIL (a bit number, not an offset).
+        // 3.12+: the _status bit-field word, and the bit in it that is set
+        // while the thread holds the GIL (a bit number, not an offset): see
+        // tools/gen_layouts.py.
         Offset status = kNone;
         Offset holds_gil_bit = kNone;
     } thread;

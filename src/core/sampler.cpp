@@ -110,7 +110,7 @@ bool ProcessSampler::guessFirstThread(uint64_t interp, bool first,
     bool guess = first && !options_.gilOnly && firstThread_ != 0 && secondInterpreter_ == 0 &&
                  requests.size() == kThreadListRequests;
     if (!guess) return false;
-    // 3.13+ thread states say themselves whether they hold the GIL.
+    // 3.12+ thread states say themselves whether they hold the GIL.
     bool needGil = process_.layout().thread.status == kNone;
     status = process_.walker().walk(firstThread_, view, frames_,
                                     requests.first(needGil ? kGilRequests : 0));

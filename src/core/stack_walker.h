@@ -41,7 +41,7 @@ struct ThreadStateView {
     uint64_t datastackChunk = 0;   // 3.11+: the current _PyStackChunk
     uint64_t datastackTop = 0;     // 3.11+: first free byte of that chunk
     uint64_t excInfo = 0;          // a generator runs if this is not the thread's own exc_state
-    std::optional<bool> holdsGil;  // 3.13+: the thread says whether it holds the GIL
+    std::optional<bool> holdsGil;  // 3.12+: the thread says whether it holds the GIL
 };
 
 enum class WalkStatus {
