@@ -136,13 +136,25 @@ def flask_run(mode, seconds):
 
 
 def flask_throughput(runs, seconds):
-    """Medians of interleaved runs: {mode: (req/s, worker CPU µs per request)}."""
+    """Medians of interleaved runs: {mode: (req/s, worker CPU µs per request)},
+    and the paired changes in % (each run with the agent against the run
+    without it just before: the host changes this VM's speed for seconds at
+    a time, which pairs cancel) as (median, quartiles) for req/s and CPU."""
     results = {"off": [], "on": []}
     for _ in range(runs):
         for mode in results:
             results[mode].append(flask_run(mode, seconds))
-    return {mode: (statistics.median(r for r, _ in values), statistics.median(c for _, c in values))
-            for mode, values in results.items()}
+    medians = {mode: (statistics.median(r for r, _ in values), statistics.median(c for _, c in values))
+               for mode, values in results.items()}
+    pairs = list(zip(results["off"], results["on"]))
+    paired = [summary([100 * (on[k] / off[k] - 1) for off, on in pairs]) for k in (0, 1)]
+    return medians, paired
+
+
+def summary(changes):
+    """(median, first quartile, third quartile)."""
+    quartiles = statistics.quantiles(changes, n=4) if len(changes) > 1 else changes * 3
+    return statistics.median(changes), quartiles[0], quartiles[-1]
 
 
 def main():
@@ -165,13 +177,16 @@ def main():
         print("| %s | %.2f | %.2f | %.3f | %+.2f |"
               % (python.id, costs["on"] / 1000, costs["off"] / 1000, idle, profiling), flush=True)
     if options.flask_runs:
-        medians = flask_throughput(options.flask_runs, options.flask_seconds)
+        medians, (rate_pairs, cpu_pairs) = flask_throughput(options.flask_runs, options.flask_seconds)
         (rate_off, cpu_off), (rate_on, cpu_on) = medians["off"], medians["on"]
         print("\nFlask under gunicorn (1 sync worker, /usr/bin/python3), wrk -t1 -c4 -d%ds, %d "
               "interleaved runs, medians: agent off %.0f req/s, agent on %.0f req/s (%+.2f%%); "
               "worker CPU per request %.1f µs off, %.1f µs on (%+.2f%%)"
               % (options.flask_seconds, options.flask_runs, rate_off, rate_on,
                  100 * (rate_on / rate_off - 1), cpu_off, cpu_on, 100 * (cpu_on / cpu_off - 1)))
+        print("Paired (each run on against the run off just before it): req/s %+.2f%% (quartiles "
+              "%+.2f%% to %+.2f%%), worker CPU per request %+.2f%% (quartiles %+.2f%% to %+.2f%%)"
+              % (*rate_pairs, *cpu_pairs))
 
 
 if __name__ == "__main__":
