@@ -12,8 +12,10 @@
   a fixed pure-Python request (about 20-40 ms) with the rule matching and
   not, interleaved runs, medians of medians;
 - Flask under gunicorn (/usr/bin/python3, Debian's packages) driven by wrk:
-  requests per second with the agent and its WSGI middleware on, against
-  the same app without, interleaved runs, medians (--flask-runs 0 skips).
+  two servers side by side, the app with the agent and its WSGI middleware
+  and the same app without, driven in alternate windows; requests per
+  second and worker CPU per request, median of the paired changes with a
+  bootstrap 95% interval (--flask-runs pairs, 0 skips).
 
 Usage: python3 bench/run_agent_bench.py [--runs N] [--idle-seconds S] [--flask-runs N]
 (--runs 0: Flask only; --flask-runs 0: no Flask)
@@ -21,6 +23,7 @@ Prints Markdown for bench/RESULTS.md.
 """
 import argparse
 import json
+import random
 import os
 import re
 import signal
@@ -34,6 +37,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
 from interpreters import SUPPORTED  # noqa: E402
+from record_slowdown_bench import summarise  # noqa: E402
 
 PACKAGE_DIR = os.path.join(ROOT, "build", "python")
 TARGET = os.path.join(ROOT, "bench", "agent_target.py")
@@ -97,64 +101,85 @@ WRK_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
 
 
 def worker_cpu_seconds(master):
-    """CPU time (user + system) of gunicorn's workers, from /proc."""
+    """CPU time of gunicorn's workers, every thread of them, from the
+    scheduler's nanosecond counters (/proc/PID/task/TID/schedstat)."""
     total = 0
     with open("/proc/%d/task/%d/children" % (master, master)) as children:
         for child in children.read().split():
-            with open("/proc/%s/stat" % child) as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
+            for task in os.listdir("/proc/%s/task" % child):
+                with open("/proc/%s/task/%s/schedstat" % (child, task)) as stat:
+                    total += int(stat.read().split()[0])
+    return total / 1e9
 
 
 WRK_REQUESTS = re.compile(r"(\d+) requests in")
 
 
-def flask_run(mode, seconds):
-    """wrk against gunicorn serving bench/flask_bench_app.py: (requests per
-    second, worker CPU µs per request)."""
+def start_server(mode, directory):
+    """gunicorn (one sync worker) serving bench/flask_bench_app.py in mode;
+    returns (server, port) once it accepts connections."""
     port = free_port()
-    with tempfile.TemporaryDirectory() as directory:
-        env = dict(os.environ, PYTHONPATH=PACKAGE_DIR + ":" + FLASK_APP_DIR,
-                   VIGIL_BENCH_AGENT=mode, VIGIL_STATE_DIR=directory,
-                   VIGIL_STORE_DIR=os.path.join(directory, "store"))
-        server = subprocess.Popen(
-            ["/usr/bin/python3", "-m", "gunicorn", "-w", "1", "-b", "127.0.0.1:%d" % port,
-             "--log-level", "warning", "flask_bench_app:app"], env=env)
-        try:
-            wait_for_port(port, server)
-            cpu_before = worker_cpu_seconds(server.pid)
-            out = subprocess.run(["wrk", "-t1", "-c4", "-d%ds" % seconds,
-                                  "http://127.0.0.1:%d/" % port],
-                                 capture_output=True, text=True, check=True).stdout
-            cpu = worker_cpu_seconds(server.pid) - cpu_before
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait()
+    env = dict(os.environ, PYTHONPATH=PACKAGE_DIR + ":" + FLASK_APP_DIR,
+               VIGIL_BENCH_AGENT=mode, VIGIL_STATE_DIR=directory,
+               VIGIL_STORE_DIR=os.path.join(directory, "store"))
+    server = subprocess.Popen(
+        ["/usr/bin/python3", "-m", "gunicorn", "-w", "1", "-b", "127.0.0.1:%d" % port,
+         "--log-level", "warning", "flask_bench_app:app"], env=env)
+    try:
+        wait_for_port(port, server)
+    except RuntimeError:
+        server.kill()
+        raise
+    return server, port
+
+
+def drive(server, port, seconds):
+    """wrk for a window: (requests per second, worker CPU µs per request)."""
+    cpu_before = worker_cpu_seconds(server.pid)
+    out = subprocess.run(["wrk", "-t1", "-c4", "-d%ds" % seconds, "http://127.0.0.1:%d/" % port],
+                         capture_output=True, text=True, check=True).stdout
+    cpu = worker_cpu_seconds(server.pid) - cpu_before
     requests = int(WRK_REQUESTS.search(out).group(1))
     return float(WRK_RATE.search(out).group(1)), 1e6 * cpu / requests
 
 
-def flask_throughput(runs, seconds):
-    """Medians of interleaved runs: {mode: (req/s, worker CPU µs per request)},
-    and the paired changes in % (each run with the agent against the run
-    without it just before: the host changes this VM's speed for seconds at
-    a time, which pairs cancel) as (median, quartiles) for req/s and CPU."""
+def flask_throughput(pairs, seconds):
+    """Two servers run side by side, agent off and on; wrk drives them in
+    alternate windows (order swapped every pair), each window paired with the
+    other server's next to it: the host changes this VM's speed for seconds
+    at a time, and pairs cancel that. Returns {mode: [(req/s, CPU µs per
+    request), ...]}."""
     results = {"off": [], "on": []}
-    for _ in range(runs):
-        for mode in results:
-            results[mode].append(flask_run(mode, seconds))
-    medians = {mode: (statistics.median(r for r, _ in values), statistics.median(c for _, c in values))
-               for mode, values in results.items()}
-    pairs = list(zip(results["off"], results["on"]))
-    paired = [summary([100 * (on[k] / off[k] - 1) for off, on in pairs]) for k in (0, 1)]
-    return medians, paired
+    with tempfile.TemporaryDirectory() as off_dir, tempfile.TemporaryDirectory() as on_dir:
+        servers = {}
+        try:
+            for mode, directory in (("off", off_dir), ("on", on_dir)):
+                servers[mode] = start_server(mode, directory)
+                drive(*servers[mode], 1)  # warm: imports, first requests
+            for pair in range(pairs):
+                for mode in ("off", "on") if pair % 2 == 0 else ("on", "off"):
+                    results[mode].append(drive(*servers[mode], seconds))
+        finally:
+            for server, _ in servers.values():
+                server.send_signal(signal.SIGTERM)
+                server.wait()
+    return results
 
 
-def summary(changes):
-    """(median, first quartile, third quartile)."""
-    quartiles = statistics.quantiles(changes, n=4) if len(changes) > 1 else changes * 3
-    return statistics.median(changes), quartiles[0], quartiles[-1]
+def flask_report(results, seconds):
+    rng = random.Random(1)
+    lines = ["Flask under gunicorn (1 sync worker each, /usr/bin/python3), wrk -t1 -c4, %d pairs of "
+             "%d s windows:" % (len(results["off"]), seconds)]
+    for index, (what, better) in enumerate((("requests per second", "higher"),
+                                            ("worker CPU per request (µs)", "lower"))):
+        off = [window[index] for window in results["off"]]
+        on = [window[index] for window in results["on"]]
+        changes = [b / a - 1 for a, b in zip(off, on)]
+        median, quartiles = summarise(changes, rng)
+        lines.append("- %s: off %.1f, on %.1f (medians); paired change with the agent on %s%%, "
+                     "quartiles %s%% (%s is better)"
+                     % (what, statistics.median(off), statistics.median(on), median, quartiles, better))
+    return "\n".join(lines)
 
 
 def main():
@@ -163,8 +188,8 @@ def main():
     parser.add_argument("--count", type=int, default=300000)
     parser.add_argument("--idle-seconds", type=float, default=10)
     parser.add_argument("--profiled-requests", type=int, default=40)
-    parser.add_argument("--flask-runs", type=int, default=7)
-    parser.add_argument("--flask-seconds", type=int, default=5)
+    parser.add_argument("--flask-runs", type=int, default=30)
+    parser.add_argument("--flask-seconds", type=int, default=2)
     options = parser.parse_args()
 
     print("| Python | begin + end, agent on (µs) | agent not started (µs) | watchdog idle CPU (% of a core) "
@@ -177,16 +202,8 @@ def main():
         print("| %s | %.2f | %.2f | %.3f | %+.2f |"
               % (python.id, costs["on"] / 1000, costs["off"] / 1000, idle, profiling), flush=True)
     if options.flask_runs:
-        medians, (rate_pairs, cpu_pairs) = flask_throughput(options.flask_runs, options.flask_seconds)
-        (rate_off, cpu_off), (rate_on, cpu_on) = medians["off"], medians["on"]
-        print("\nFlask under gunicorn (1 sync worker, /usr/bin/python3), wrk -t1 -c4 -d%ds, %d "
-              "interleaved runs, medians: agent off %.0f req/s, agent on %.0f req/s (%+.2f%%); "
-              "worker CPU per request %.1f µs off, %.1f µs on (%+.2f%%)"
-              % (options.flask_seconds, options.flask_runs, rate_off, rate_on,
-                 100 * (rate_on / rate_off - 1), cpu_off, cpu_on, 100 * (cpu_on / cpu_off - 1)))
-        print("Paired (each run on against the run off just before it): req/s %+.2f%% (quartiles "
-              "%+.2f%% to %+.2f%%), worker CPU per request %+.2f%% (quartiles %+.2f%% to %+.2f%%)"
-              % (*rate_pairs, *cpu_pairs))
+        results = flask_throughput(options.flask_runs, options.flask_seconds)
+        print("\n" + flask_report(results, options.flask_seconds))
 
 
 if __name__ == "__main__":
