@@ -11,22 +11,16 @@
 namespace vigil {
 namespace {
 
-class WalkerTest : public ::testing::Test {
+// A fake process of one minor version and a walker over it.
+template <int Minor>
+class FakeWalkerTest : public ::testing::Test {
   protected:
-    WalkerTest()
-        : fake_(*generatedLayout(3, 10)),
+    FakeWalkerTest()
+        : fake_(*generatedLayout(3, Minor)),
           memory_(fake_.memory()),
           objects_(memory_, fake_.layout()),
           codes_(objects_, strings_),
           walker_(memory_, fake_.layout(), codes_) {}
-
-    // A chain of frames, outermost first in names; returns the innermost.
-    uint64_t chain(const std::vector<std::string>& names) {
-        uint64_t frame = 0;
-        for (const std::string& name : names)
-            frame = fake_.frameObject(fake_.code(name, "app.py", 10), frame);
-        return frame;
-    }
 
     testing::FakeProcess fake_;
     BufferMemory memory_;
@@ -36,6 +30,17 @@ class WalkerTest : public ::testing::Test {
     StackWalker walker_;
     std::vector<RawFrame> frames_;
     ThreadStateView view_;
+};
+
+class WalkerTest : public FakeWalkerTest<10> {
+  protected:
+    // A chain of frames, outermost first in names; returns the innermost.
+    uint64_t chain(const std::vector<std::string>& names) {
+        uint64_t frame = 0;
+        for (const std::string& name : names)
+            frame = fake_.frameObject(fake_.code(name, "app.py", 10), frame);
+        return frame;
+    }
 };
 
 TEST_F(WalkerTest, WalksInnermostFirst) {
@@ -95,17 +100,11 @@ TEST_F(WalkerTest, FrameMovedUnderUsIsDetected) {
     EXPECT_FALSE(walker_.frameUnchanged(view_));
 }
 
-class WalkerDataStackTest : public ::testing::Test {
+class WalkerDataStackTest : public FakeWalkerTest<12> {
   protected:
     using DataStack = testing::FakeProcess::DataStack;
 
-    WalkerDataStackTest()
-        : fake_(*generatedLayout(3, 12)),
-          memory_(fake_.memory()),
-          objects_(memory_, fake_.layout()),
-          codes_(objects_, strings_),
-          walker_(memory_, fake_.layout(), codes_),
-          cStack_(fake_.cStack()) {}
+    WalkerDataStackTest() : cStack_(fake_.cStack()) {}
 
     // Frames of these functions, outermost first, each code with its own
     // frame size, on a chunk above previousChunk (or the root chunk, above
@@ -131,15 +130,7 @@ class WalkerDataStackTest : public ::testing::Test {
         return out;
     }
 
-    testing::FakeProcess fake_;
-    BufferMemory memory_;
-    StringTable strings_;
-    ObjectReader objects_;
-    CodeCache codes_;
-    StackWalker walker_;
     testing::FakeProcess::CStack cStack_;
-    std::vector<RawFrame> frames_;
-    ThreadStateView view_;
 };
 
 TEST_F(WalkerDataStackTest, RootChunkIsWalkedWithoutTheCStack) {
