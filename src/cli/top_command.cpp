@@ -189,7 +189,7 @@ int runTop(const TopOptions& options, const Verbosity& verbosity) {
     RecorderOptions recorderOptions;
     recorderOptions.rateHz = options.rate;
     recorderOptions.durationSeconds = options.duration;
-    recorderOptions.sampler = {options.idle, options.gil, false, false};
+    recorderOptions.sampler = {options.idle, options.gil, false, false, true};
     Recorder recorder(profile, recorderOptions,
                       [&](std::string_view message) { verbosity.say(message); });
     recorder.attach(options.pid);

@@ -36,6 +36,13 @@ const CodeInfo* CodeCache::get(uint64_t code) {
     return codes_.emplace(code, std::move(info)).first->second.get();
 }
 
+void CodeCache::suspect(uint64_t code) {
+    CodeInfo* info = find(code);
+    if (!info || info->pendingVerification) return;
+    info->pendingVerification = true;
+    pending_.push_back(code);
+}
+
 CodeInfo* CodeCache::find(uint64_t code) {
     auto found = codes_.find(code);
     return found != codes_.end() ? found->second.get() : nullptr;
@@ -56,8 +63,9 @@ StringId CodeCache::readName(uint64_t codeField, uint64_t code) {
 
 size_t CodeCache::fingerprintBytes() const {
     const PyLayout& layout = objects_.layout();
-    Offset end = std::max(
-        {layout.object.ob_type, layout.code.filename, layout.code.name, layout.code.firstlineno});
+    Offset end =
+        std::max({layout.object.ob_type, layout.code.filename, layout.code.name,
+                  layout.code.firstlineno, layout.code.stacksize, layout.code.nlocalsplus});
     return static_cast<size_t>(end) + 8;
 }
 
@@ -68,6 +76,9 @@ CodeInfo::Fingerprint CodeCache::fingerprintFrom(const uint8_t* bytes) const {
     std::memcpy(&fingerprint.filename, bytes + layout.code.filename, 8);
     std::memcpy(&fingerprint.name, bytes + layout.code.name, 8);
     std::memcpy(&fingerprint.firstLine, bytes + layout.code.firstlineno, 4);
+    std::memcpy(&fingerprint.stackSize, bytes + layout.code.stacksize, 4);
+    if (layout.code.nlocalsplus != kNone)
+        std::memcpy(&fingerprint.localsPlus, bytes + layout.code.nlocalsplus, 4);
     return fingerprint;
 }
 

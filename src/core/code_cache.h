@@ -32,6 +32,8 @@ struct CodeInfo {
         uint64_t filename = 0;  // pointers to the name objects
         uint64_t name = 0;
         int32_t firstLine = 0;
+        int32_t stackSize = 0;   // these two size its frames (3.11+): a walk
+        int32_t localsPlus = 0;  // of the data stack relies on them
         bool operator==(const Fingerprint&) const = default;
     } fingerprint;
     uint32_t generation = 0;  // unique per decoding: another object at the address gets another one
@@ -71,6 +73,9 @@ class CodeCache {
     // name can so be shown for another at most kVerifyEveryNs.
     void setClock(int64_t nowNs) { nowNs_ = nowNs; }
     void verifyPending();
+    // Queues this code for the next verifyPending(), as if it were due: a
+    // walk found it does not fit where it was seen.
+    void suspect(uint64_t code);
     static constexpr int64_t kVerifyEveryNs = 20'000'000;
     // The same with its local variable names loaded.
     const CodeInfo* withLocals(uint64_t code);

@@ -168,7 +168,10 @@ uint64_t ProcessSampler::account(WalkStatus status, const ThreadStateView& view,
     ThreadInfo& info = threadInfo(view);
     bool holdsGil = view.holdsGil ? *view.holdsGil : view.address == gilHolder;
     summary.gilHeld = summary.gilHeld || holdsGil;
-    bool running = holdsGil || isRunning(info);
+    // Before 3.11 the stat file is also how a thread id reused by a new
+    // thread is noticed (isRunning marks the old one stale).
+    bool askKernel = !options_.idle || options_.countRunning || view.nativeThreadId <= 0;
+    bool running = holdsGil || (askKernel && isRunning(info));
     summary.running += running;
     if (!options_.idle && !running) {
         ++stats.idleSamples;

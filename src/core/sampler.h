@@ -21,6 +21,10 @@ struct SamplerOptions {
     bool gilOnly = false;     // keep only the thread holding the GIL
     bool perThread = false;   // a root frame per thread
     bool perProcess = false;  // a root frame per process
+    // Count running threads in RoundSummary even when idle ones are kept
+    // (vigil top's header): with idle set and this not, a thread that does
+    // not hold the GIL is not asked whether it runs (a read of its stat file).
+    bool countRunning = false;
 };
 
 // What one round saw, for live views (vigil top).

@@ -96,7 +96,9 @@ class StackWalker {
                                      std::vector<RawFrame>& frames);
     void useDataStack(const ThreadStateView& thread, Expectation& expected, bool chunkRead);
     bool dataStackHoldsWholeStack(const ThreadStateView& thread) const;
-    WalkStatus walkDataStack(ThreadStateView& thread, std::vector<RawFrame>& frames);
+    WalkStatus walkDataStack(ThreadStateView& thread, std::vector<RawFrame>& frames,
+                             Expectation& expected);
+    WalkStatus walkChunk(ThreadStateView& thread, std::vector<RawFrame>& frames);
     RawFrame interpreterFrame(uint64_t frame, const uint8_t* bytes, const CodeInfo* info) const;
     const uint8_t* frameBytes(uint64_t frame, const Expectation& expected);
     bool isFrameType(uint64_t type);

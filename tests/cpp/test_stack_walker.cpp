@@ -164,21 +164,49 @@ TEST_F(WalkerDataStackTest, RunningGeneratorIsWalkedThroughTheChain) {
     EXPECT_EQ(view_.frame, genFrame);
 }
 
-TEST_F(WalkerDataStackTest, FramesNotEndingAtTheTopAreTorn) {
-    // A top past the last frame, or inside it.
+TEST_F(WalkerDataStackTest, FramesNotEndingAtTheTopFallBackToTheChain) {
+    // A top past the last frame, or inside it: the chain is followed instead
+    // (torn here, where the _PyCFrame cannot be read; complete where it can).
     for (int64_t moved : {8, -8}) {
         DataStack data = stack({"main", "handle"});
         data.top += moved;
-        uint64_t state = fake_.dataStackThread(cStack_.cframe, data);
-        EXPECT_EQ(walker_.walk(state, view_, frames_), WalkStatus::kTorn) << moved;
+        EXPECT_EQ(walker_.walk(fake_.dataStackThread(0xdead0000, data), view_, frames_),
+                  WalkStatus::kTorn)
+            << moved;
+        ASSERT_EQ(walker_.walk(fake_.dataStackThread(cStack_.cframe, data), view_, frames_),
+                  WalkStatus::kComplete)
+            << moved;
+        EXPECT_EQ(names(), (std::vector<std::string>{"handle", "main"}));
     }
 }
 
-TEST_F(WalkerDataStackTest, FrameNotOwnedByTheThreadIsTorn) {
+TEST_F(WalkerDataStackTest, FrameNotOwnedByTheThreadFallsBackToTheChain) {
     DataStack data = stack({"main", "handle", "query"});
     fake_.put(data.frames[1] + fake_.layout().frame.owner, testing::FakeProcess::kOwnedByGenerator);
+    EXPECT_EQ(walker_.walk(fake_.dataStackThread(0xdead0000, data), view_, frames_),
+              WalkStatus::kTorn);
+    EXPECT_EQ(walker_.walk(fake_.dataStackThread(cStack_.cframe, data), view_, frames_),
+              WalkStatus::kComplete);
+}
+
+TEST_F(WalkerDataStackTest, StaleCodeIsCheckedAgainAndTheDataStackWalkedAgain) {
+    DataStack data = stack({"main", "handle", "query"});
     uint64_t state = fake_.dataStackThread(cStack_.cframe, data);
-    EXPECT_EQ(walker_.walk(state, view_, frames_), WalkStatus::kTorn);
+    uint64_t withoutCFrame = fake_.dataStackThread(0xdead0000, data);
+    ASSERT_EQ(walker_.walk(withoutCFrame, view_, frames_), WalkStatus::kComplete);
+    // Another code object at query's address, its frames 8 bytes smaller:
+    // the cached size no longer fits until the code is checked again.
+    uint64_t query = fake_.get<uint64_t>(data.frames[2] + fake_.layout().frame.code);
+    int32_t stack = fake_.get<int32_t>(query + fake_.layout().code.stacksize);
+    fake_.put(query + fake_.layout().code.stacksize, stack - 1);
+    data.top -= 8;
+    fake_.put(state + fake_.layout().thread.datastack_top, data.top);
+    fake_.put(withoutCFrame + fake_.layout().thread.datastack_top, data.top);
+    ASSERT_EQ(walker_.walk(state, view_, frames_), WalkStatus::kComplete);  // by the chain
+    EXPECT_EQ(walker_.walk(withoutCFrame, view_, frames_), WalkStatus::kTorn);
+    codes_.verifyPending();
+    ASSERT_EQ(walker_.walk(withoutCFrame, view_, frames_), WalkStatus::kComplete);
+    EXPECT_EQ(names(), (std::vector<std::string>{"query", "handle", "main"}));
 }
 
 TEST_F(WalkerDataStackTest, LaterChunkIsWalkedThroughTheChain) {
