@@ -25,10 +25,7 @@ const CodeInfo* CodeCache::get(uint64_t code) {
     if (known) {
         CodeInfo& info = *known;
         recent = {code, known};
-        if (nowNs_ - info.verifiedNs > kVerifyEveryNs && !info.pendingVerification) {
-            info.pendingVerification = true;
-            pending_.push_back(code);
-        }
+        if (nowNs_ - info.verifiedNs > kVerifyEveryNs) queueVerification(code, info);
         return &info;
     }
     auto info = load(code);
@@ -37,9 +34,12 @@ const CodeInfo* CodeCache::get(uint64_t code) {
 }
 
 void CodeCache::suspect(uint64_t code) {
-    CodeInfo* info = find(code);
-    if (!info || info->pendingVerification) return;
-    info->pendingVerification = true;
+    if (CodeInfo* info = find(code)) queueVerification(code, *info);
+}
+
+void CodeCache::queueVerification(uint64_t code, CodeInfo& info) {
+    if (info.pendingVerification) return;
+    info.pendingVerification = true;
     pending_.push_back(code);
 }
 
@@ -140,7 +140,7 @@ std::unique_ptr<CodeInfo> CodeCache::load(uint64_t code) {
     info->qualname =
         layout.code.qualname != kNone ? readName(layout.code.qualname, code) : info->name;
     if (layout.code.code_adaptive != kNone) info->bytecodeStart = code + layout.code.code_adaptive;
-    if (layout.code.nlocalsplus != kNone) info->frameBytes = readFrameBytes(code);
+    if (layout.code.nlocalsplus != kNone) info->frameBytes = frameBytesOf(info->fingerprint);
     bool truncated = false;
     auto bytes = objects_.readBytes(table, kMaxLineTable, &truncated);
     if (bytes) {
@@ -151,18 +151,13 @@ std::unique_ptr<CodeInfo> CodeCache::load(uint64_t code) {
     return info;
 }
 
-uint64_t CodeCache::readFrameBytes(uint64_t code) {
+uint64_t CodeCache::frameBytesOf(const CodeInfo::Fingerprint& fingerprint) const {
     // As the interpreter sizes a frame when it pushes one: co_framesize on
     // 3.12+, the same sum spelt out on 3.11 (_PyEvalFramePushAndInit in
     // https://github.com/python/cpython/blob/v3.11.7/Python/ceval.c).
-    const PyLayout& layout = objects_.layout();
-    int32_t locals = 0, stack = 0;
-    if (!objects_.memory().readValue(code + layout.code.nlocalsplus, locals) ||
-        !objects_.memory().readValue(code + layout.code.stacksize, stack) || locals < 0 ||
-        stack < 0) {
-        return 0;
-    }
-    return static_cast<uint64_t>(layout.frame.size) + 8 * (static_cast<uint64_t>(locals) + stack);
+    if (fingerprint.localsPlus < 0 || fingerprint.stackSize < 0) return 0;
+    uint64_t words = static_cast<uint64_t>(fingerprint.localsPlus) + fingerprint.stackSize;
+    return static_cast<uint64_t>(objects_.layout().frame.size) + 8 * words;
 }
 
 void CodeCache::appendNames(uint64_t tuple, LocalKind kind, std::vector<LocalVariable>& out) {

@@ -86,7 +86,8 @@ class CodeCache {
   private:
     CodeInfo* find(uint64_t code);
     std::unique_ptr<CodeInfo> load(uint64_t code);
-    uint64_t readFrameBytes(uint64_t code);
+    uint64_t frameBytesOf(const CodeInfo::Fingerprint& fingerprint) const;
+    void queueVerification(uint64_t code, CodeInfo& info);
     void loadLocals(uint64_t code, CodeInfo& info);
     void appendNames(uint64_t tuple, LocalKind kind, std::vector<LocalVariable>& out);
     StringId readName(uint64_t codeField, uint64_t code);

@@ -23,11 +23,9 @@ constexpr size_t kMaxExpectations = 4096;
 // Expected frames looked up before giving up on finding a moved frame.
 constexpr size_t kMaxMisses = 8;
 // Expected frames are read as one span with the span before them when they
-// start on its last page or the page after: the kernel charges a place read
-// far more than the bytes, and a page more inside one place less (measured:
-// a second place on the same page +0.46 µs, the same bytes as one span +0.04
-// µs; a place on the next page +0.5 µs, one span over both +0.3 µs; a span
-// over a page not needed costs more than a second place).
+// start on its last page or the page after: the kernel charges each place
+// read (an iovec) more than a page more inside one place, and a page not
+// needed more than a place.
 constexpr uint64_t kPageSize = 4096;
 constexpr uint64_t kMaxSpan = 64 * 1024;
 
