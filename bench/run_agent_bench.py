@@ -12,13 +12,20 @@
   a fixed pure-Python request (about 20-40 ms) with the rule matching and
   not, interleaved runs, medians of medians;
 - Flask under gunicorn (/usr/bin/python3, Debian's packages) driven by wrk:
-  two servers side by side, the app with the agent and its WSGI middleware
-  and the same app without, driven in alternate windows; requests per
-  second and worker CPU per request, median of the paired changes with a
-  bootstrap 95% interval (--flask-runs pairs, 0 skips).
+  the app with the agent and its WSGI middleware and the same app without,
+  two servers pinned to the same CPU and driven at the same time by two wrk
+  pinned to the other; per window, each worker's CPU per request (scheduler
+  ns of all its threads over wrk's request count) and requests per second;
+  the median of the windows' paired changes with a bootstrap 95% interval,
+  and an A/A control (both without vigil). --flask-parts splits the cost.
+  With both workers always runnable on one CPU, each gets half of it: the
+  change in CPU per request is the change in throughput a worker owning a
+  CPU would see, and requests per second follows it with the noise of how
+  the scheduler shared the CPU in that window.
 
-Usage: python3 bench/run_agent_bench.py [--runs N] [--idle-seconds S] [--flask-runs N]
-(--runs 0: Flask only; --flask-runs 0: no Flask)
+Usage: python3 bench/run_agent_bench.py [--runs N] [--idle-seconds S]
+                                        [--flask-windows N] [--flask-parts]
+(--runs 0: Flask only; --flask-windows 0: no Flask)
 Prints Markdown for bench/RESULTS.md.
 """
 import argparse
@@ -115,13 +122,13 @@ def worker_cpu_seconds(master):
 WRK_REQUESTS = re.compile(r"(\d+) requests in")
 
 
-def start_server(mode, directory):
+def start_server(mode, directory, extra_env=None):
     """gunicorn (one sync worker) serving bench/flask_bench_app.py in mode;
     returns (server, port) once it accepts connections."""
     port = free_port()
     env = dict(os.environ, PYTHONPATH=PACKAGE_DIR + ":" + FLASK_APP_DIR,
                VIGIL_BENCH_AGENT=mode, VIGIL_STATE_DIR=directory,
-               VIGIL_STORE_DIR=os.path.join(directory, "store"))
+               VIGIL_STORE_DIR=os.path.join(directory, "store"), **(extra_env or {}))
     server = subprocess.Popen(
         ["/usr/bin/python3", "-m", "gunicorn", "-w", "1", "-b", "127.0.0.1:%d" % port,
          "--log-level", "warning", "flask_bench_app:app"], env=env)
@@ -133,53 +140,96 @@ def start_server(mode, directory):
     return server, port
 
 
-def drive(server, port, seconds):
-    """wrk for a window: (requests per second, worker CPU µs per request)."""
-    cpu_before = worker_cpu_seconds(server.pid)
-    out = subprocess.run(["wrk", "-t1", "-c4", "-d%ds" % seconds, "http://127.0.0.1:%d/" % port],
-                         capture_output=True, text=True, check=True).stdout
-    cpu = worker_cpu_seconds(server.pid) - cpu_before
-    requests = int(WRK_REQUESTS.search(out).group(1))
-    return float(WRK_RATE.search(out).group(1)), 1e6 * cpu / requests
+def pin_server(master, cpu):
+    """Every thread of gunicorn's master and workers onto one CPU (threads
+    the agent starts later inherit it)."""
+    with open("/proc/%d/task/%d/children" % (master, master)) as children:
+        pids = [master, *map(int, children.read().split())]
+    for pid in pids:
+        for task in os.listdir("/proc/%d/task" % pid):
+            os.sched_setaffinity(int(task), {cpu})
 
 
-def flask_throughput(pairs, seconds):
-    """Two servers run side by side, agent off and on; wrk drives them in
-    alternate windows (order swapped every pair), each window paired with the
-    other server's next to it: the host changes this VM's speed for seconds
-    at a time, and pairs cancel that. Returns {mode: [(req/s, CPU µs per
-    request), ...]}."""
-    results = {"off": [], "on": []}
+def start_wrk(port, seconds, cpu):
+    return subprocess.Popen(["wrk", "-t1", "-c4", "-d%ds" % seconds, "http://127.0.0.1:%d/" % port],
+                            stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+
+
+def drive_together(servers, seconds, wrk_cpu):
+    """wrk on both servers at once for a window: [(requests per second,
+    worker CPU µs per request)] in the order of servers."""
+    before = [worker_cpu_seconds(server.pid) for server, _ in servers]
+    clients = [start_wrk(port, seconds, wrk_cpu) for _, port in servers]
+    counts = []
+    for client in clients:
+        out = client.communicate()[0]
+        if client.returncode != 0:
+            raise RuntimeError("wrk failed")
+        counts.append((float(WRK_RATE.search(out).group(1)), int(WRK_REQUESTS.search(out).group(1))))
+    cpus = [worker_cpu_seconds(server.pid) - start for (server, _), start in zip(servers, before)]
+    return [(rate, 1e6 * cpu / requests) for (rate, requests), cpu in zip(counts, cpus)]
+
+
+# What the Flask benchmark compares with the app without vigil: (label,
+# flask_bench_app mode, environment). The first is the issue's figure, the
+# A/A control tells the noise, the others split the cost.
+FLASK_CASES = (
+    ("agent and middleware, defaults", "on", {}),
+    ("A/A control: the same app without vigil", "off", {}),
+    ("agent and middleware, no response header", "on", {"VIGIL_REQUESTS_HEADER": ""}),
+    ("middleware alone (agent not started)", "middleware", {}),
+    ("agent alone (no middleware)", "agent", {}),
+)
+
+
+def flask_compare(mode, extra_env, windows, seconds):
+    """The app without vigil and the app in mode, served side by side on the
+    same CPU and driven at the same time by two wrk on the other CPU: both
+    workers see the same moments of this VM, whose speed changes by a third
+    from one second to the next. Returns [(off, on)] per window."""
+    if len(os.sched_getaffinity(0)) < 2:
+        raise RuntimeError("the Flask benchmark needs two CPUs")
+    server_cpu, wrk_cpu = sorted(os.sched_getaffinity(0))[-1], sorted(os.sched_getaffinity(0))[0]
+    results = []
     with tempfile.TemporaryDirectory() as off_dir, tempfile.TemporaryDirectory() as on_dir:
-        servers = {}
+        servers = []
         try:
-            for mode, directory in (("off", off_dir), ("on", on_dir)):
-                servers[mode] = start_server(mode, directory)
-                drive(*servers[mode], 1)  # warm: imports, first requests
-            for pair in range(pairs):
-                for mode in ("off", "on") if pair % 2 == 0 else ("on", "off"):
-                    results[mode].append(drive(*servers[mode], seconds))
+            servers.append(start_server("off", off_dir))
+            servers.append(start_server(mode, on_dir, extra_env))
+            for server, port in servers:
+                start_wrk(port, 1, wrk_cpu).communicate()  # warm: imports, first requests
+                pin_server(server.pid, server_cpu)
+            for _ in range(windows):
+                results.append(tuple(drive_together(servers, seconds, wrk_cpu)))
         finally:
-            for server, _ in servers.values():
+            for server, _ in servers:
                 server.send_signal(signal.SIGTERM)
                 server.wait()
     return results
 
 
-def flask_report(results, seconds):
-    rng = random.Random(1)
-    lines = ["Flask under gunicorn (1 sync worker each, /usr/bin/python3), wrk -t1 -c4, %d pairs of "
-             "%d s windows:" % (len(results["off"]), seconds)]
-    for index, (what, better) in enumerate((("requests per second", "higher"),
-                                            ("worker CPU per request (µs)", "lower"))):
-        off = [window[index] for window in results["off"]]
-        on = [window[index] for window in results["on"]]
-        changes = [b / a - 1 for a, b in zip(off, on)]
+def flask_report(label, results, rng):
+    """One Markdown row: the median of the windows' paired changes."""
+    cells = []
+    for index in (1, 0):  # CPU per request, then requests per second
+        changes = [on[index] / off[index] - 1 for off, on in results]
         median, quartiles = summarise(changes, rng)
-        lines.append("- %s: off %.1f, on %.1f (medians); paired change with the agent on %s%%, "
-                     "quartiles %s%% (%s is better)"
-                     % (what, statistics.median(off), statistics.median(on), median, quartiles, better))
-    return "\n".join(lines)
+        cells += [median, quartiles]
+    off_cpu = statistics.median(off[1] for off, _ in results)
+    on_cpu = statistics.median(on[1] for _, on in results)
+    return "| %s | %.1f | %.1f | %s | %s | %s | %s |" % (label, off_cpu, on_cpu, *cells)
+
+
+def flask_benchmark(windows, seconds, all_cases):
+    rng = random.Random(1)
+    print("\nFlask under gunicorn (1 sync worker each, /usr/bin/python3), both servers on one CPU, "
+          "`wrk -t1 -c4` on each from the other, %d windows of %d s:\n" % (windows, seconds))
+    print("| vigil | worker CPU per request, off (µs) | on (µs) | change % [95%] | its IQR % "
+          "| requests per second, change % [95%] | its IQR % |")
+    print("|---|---|---|---|---|---|---|")
+    for label, mode, extra_env in FLASK_CASES if all_cases else FLASK_CASES[:2]:
+        print(flask_report(label, flask_compare(mode, extra_env, windows, seconds), rng), flush=True)
 
 
 def main():
@@ -188,8 +238,10 @@ def main():
     parser.add_argument("--count", type=int, default=300000)
     parser.add_argument("--idle-seconds", type=float, default=10)
     parser.add_argument("--profiled-requests", type=int, default=40)
-    parser.add_argument("--flask-runs", type=int, default=30)
+    parser.add_argument("--flask-windows", type=int, default=20)
     parser.add_argument("--flask-seconds", type=int, default=2)
+    parser.add_argument("--flask-parts", action="store_true",
+                        help="also split the cost: no header, middleware alone, agent alone")
     options = parser.parse_args()
 
     print("| Python | begin + end, agent on (µs) | agent not started (µs) | watchdog idle CPU (% of a core) "
@@ -201,9 +253,8 @@ def main():
         profiling = profiling_cost(python, options.runs, options.profiled_requests)
         print("| %s | %.2f | %.2f | %.3f | %+.2f |"
               % (python.id, costs["on"] / 1000, costs["off"] / 1000, idle, profiling), flush=True)
-    if options.flask_runs:
-        results = flask_throughput(options.flask_runs, options.flask_seconds)
-        print("\n" + flask_report(results, options.flask_seconds))
+    if options.flask_windows:
+        flask_benchmark(options.flask_windows, options.flask_seconds, options.flask_parts)
 
 
 if __name__ == "__main__":
