@@ -16,21 +16,21 @@
   two servers pinned to the same CPU and driven at the same time by two wrk
   pinned to the other; per window, each worker's CPU per request (scheduler
   ns of all its threads over wrk's request count) and requests per second;
-  the median of the windows' paired changes with a bootstrap 95% interval,
-  and an A/A control (both without vigil). --flask-parts splits the cost.
+  fresh servers for each of --flask-pairs pairs, the median of each pair's
+  windows' changes, and the median and range of those; an A/A control (both
+  without vigil). --flask-parts splits the cost.
   With both workers always runnable on one CPU, each gets half of it: the
   change in CPU per request is the change in throughput a worker owning a
   CPU would see, and requests per second follows it with the noise of how
   the scheduler shared the CPU in that window.
 
 Usage: python3 bench/run_agent_bench.py [--runs N] [--idle-seconds S]
-                                        [--flask-windows N] [--flask-parts]
-(--runs 0: Flask only; --flask-windows 0: no Flask)
+                                        [--flask-pairs N] [--flask-windows N] [--flask-parts]
+(--runs 0: Flask only; --flask-pairs 0: no Flask)
 Prints Markdown for bench/RESULTS.md.
 """
 import argparse
 import json
-import random
 import os
 import re
 import signal
@@ -44,7 +44,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
 from interpreters import SUPPORTED  # noqa: E402
-from record_slowdown_bench import summarise  # noqa: E402
 
 PACKAGE_DIR = os.path.join(ROOT, "build", "python")
 TARGET = os.path.join(ROOT, "bench", "agent_target.py")
@@ -183,53 +182,64 @@ FLASK_CASES = (
 )
 
 
-def flask_compare(mode, extra_env, windows, seconds):
+def flask_pair(mode, extra_env, windows, seconds, off_first):
     """The app without vigil and the app in mode, served side by side on the
     same CPU and driven at the same time by two wrk on the other CPU: both
     workers see the same moments of this VM, whose speed changes by a third
     from one second to the next. Returns [(off, on)] per window."""
     if len(os.sched_getaffinity(0)) < 2:
         raise RuntimeError("the Flask benchmark needs two CPUs")
-    server_cpu, wrk_cpu = sorted(os.sched_getaffinity(0))[-1], sorted(os.sched_getaffinity(0))[0]
+    wrk_cpu, server_cpu = min(os.sched_getaffinity(0)), max(os.sched_getaffinity(0))
     results = []
     with tempfile.TemporaryDirectory() as off_dir, tempfile.TemporaryDirectory() as on_dir:
-        servers = []
+        specs = {"off": ("off", off_dir, None), "on": (mode, on_dir, extra_env)}
+        servers = {}
         try:
-            servers.append(start_server("off", off_dir))
-            servers.append(start_server(mode, on_dir, extra_env))
-            for server, port in servers:
+            for role in ("off", "on") if off_first else ("on", "off"):
+                servers[role] = start_server(*specs[role])
+            ordered = [servers["off"], servers["on"]]
+            for server, port in ordered:
                 start_wrk(port, 1, wrk_cpu).communicate()  # warm: imports, first requests
                 pin_server(server.pid, server_cpu)
             for _ in range(windows):
-                results.append(tuple(drive_together(servers, seconds, wrk_cpu)))
+                results.append(tuple(drive_together(ordered, seconds, wrk_cpu)))
         finally:
-            for server, _ in servers:
+            for server, _ in servers.values():
                 server.send_signal(signal.SIGTERM)
                 server.wait()
     return results
 
 
-def flask_report(label, results, rng):
-    """One Markdown row: the median of the windows' paired changes."""
+def flask_compare(mode, extra_env, pairs, windows, seconds):
+    """Fresh servers for each pair (which one starts first alternates): two
+    processes of the same app differ by up to a point or two for as long as
+    they live (where their heaps and code landed), so the servers are
+    sampled as well as the windows. Returns one list of windows per pair."""
+    return [flask_pair(mode, extra_env, windows, seconds, pair % 2 == 0) for pair in range(pairs)]
+
+
+def flask_report(label, pairs):
+    """One Markdown row: per pair, the median of its windows' changes; the
+    median of those and their range."""
     cells = []
     for index in (1, 0):  # CPU per request, then requests per second
-        changes = [on[index] / off[index] - 1 for off, on in results]
-        median, quartiles = summarise(changes, rng)
-        cells += [median, quartiles]
-    off_cpu = statistics.median(off[1] for off, _ in results)
-    on_cpu = statistics.median(on[1] for _, on in results)
-    return "| %s | %.1f | %.1f | %s | %s | %s | %s |" % (label, off_cpu, on_cpu, *cells)
+        medians = [100 * statistics.median(on[index] / off[index] - 1 for off, on in windows)
+                   for windows in pairs]
+        cells.append("%+.2f [%+.2f … %+.2f]" % (statistics.median(medians), min(medians), max(medians)))
+    off_cpu = statistics.median(off[1] for windows in pairs for off, _ in windows)
+    on_cpu = statistics.median(on[1] for windows in pairs for _, on in windows)
+    return "| %s | %.1f | %.1f | %s | %s |" % (label, off_cpu, on_cpu, *cells)
 
 
-def flask_benchmark(windows, seconds, all_cases):
-    rng = random.Random(1)
+def flask_benchmark(pairs, windows, seconds, all_cases):
     print("\nFlask under gunicorn (1 sync worker each, /usr/bin/python3), both servers on one CPU, "
-          "`wrk -t1 -c4` on each from the other, %d windows of %d s:\n" % (windows, seconds))
-    print("| vigil | worker CPU per request, off (µs) | on (µs) | change % [95%] | its IQR % "
-          "| requests per second, change % [95%] | its IQR % |")
-    print("|---|---|---|---|---|---|---|")
+          "`wrk -t1 -c4` on each from the other; %d pairs of servers, %d windows of %d s each:\n"
+          % (pairs, windows, seconds))
+    print("| vigil | worker CPU per request, off (µs) | on (µs) "
+          "| change %: median of the pairs [their range] | requests per second, change % |")
+    print("|---|---|---|---|---|")
     for label, mode, extra_env in FLASK_CASES if all_cases else FLASK_CASES[:2]:
-        print(flask_report(label, flask_compare(mode, extra_env, windows, seconds), rng), flush=True)
+        print(flask_report(label, flask_compare(mode, extra_env, pairs, windows, seconds)), flush=True)
 
 
 def main():
@@ -238,7 +248,8 @@ def main():
     parser.add_argument("--count", type=int, default=300000)
     parser.add_argument("--idle-seconds", type=float, default=10)
     parser.add_argument("--profiled-requests", type=int, default=40)
-    parser.add_argument("--flask-windows", type=int, default=20)
+    parser.add_argument("--flask-pairs", type=int, default=6)
+    parser.add_argument("--flask-windows", type=int, default=5)
     parser.add_argument("--flask-seconds", type=int, default=2)
     parser.add_argument("--flask-parts", action="store_true",
                         help="also split the cost: no header, middleware alone, agent alone")
@@ -253,8 +264,9 @@ def main():
         profiling = profiling_cost(python, options.runs, options.profiled_requests)
         print("| %s | %.2f | %.2f | %.3f | %+.2f |"
               % (python.id, costs["on"] / 1000, costs["off"] / 1000, idle, profiling), flush=True)
-    if options.flask_windows:
-        flask_benchmark(options.flask_windows, options.flask_seconds, options.flask_parts)
+    if options.flask_pairs:
+        flask_benchmark(options.flask_pairs, options.flask_windows, options.flask_seconds,
+                        options.flask_parts)
 
 
 if __name__ == "__main__":
