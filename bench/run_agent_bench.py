@@ -18,14 +18,14 @@
   ns of all its threads over wrk's request count) and requests per second;
   fresh servers for each of --flask-pairs pairs, the median of each pair's
   windows' changes, and the median and range of those; an A/A control (both
-  without vigil). --flask-parts splits the cost.
+  without vigil). --flask-cases splits the cost.
   With both workers always runnable on one CPU, each gets half of it: the
   change in CPU per request is the change in throughput a worker owning a
   CPU would see, and requests per second follows it with the noise of how
   the scheduler shared the CPU in that window.
 
 Usage: python3 bench/run_agent_bench.py [--runs N] [--idle-seconds S]
-                                        [--flask-pairs N] [--flask-windows N] [--flask-parts]
+                                        [--flask-pairs N] [--flask-windows N] [--flask-cases K,K|all]
 (--runs 0: Flask only; --flask-pairs 0: no Flask)
 Prints Markdown for bench/RESULTS.md.
 """
@@ -170,16 +170,18 @@ def drive_together(servers, seconds, wrk_cpu):
     return [(rate, 1e6 * cpu / requests) for (rate, requests), cpu in zip(counts, cpus)]
 
 
-# What the Flask benchmark compares with the app without vigil: (label,
-# flask_bench_app mode, environment). The first is the issue's figure, the
-# A/A control tells the noise, the others split the cost.
-FLASK_CASES = (
-    ("agent and middleware, defaults", "on", {}),
-    ("A/A control: the same app without vigil", "off", {}),
-    ("agent and middleware, no response header", "on", {"VIGIL_REQUESTS_HEADER": ""}),
-    ("middleware alone (agent not started)", "middleware", {}),
-    ("agent alone (no middleware)", "agent", {}),
-)
+# What the Flask benchmark compares with the app without vigil, by key:
+# (label, flask_bench_app mode, environment). "on" is the issue's figure,
+# "aa" tells the noise, the others split the cost.
+FLASK_CASES = {
+    "on": ("agent and middleware, defaults", "on", {}),
+    "aa": ("A/A control: the same app without vigil", "off", {}),
+    "noheader": ("agent and middleware, no response header", "on", {"VIGIL_REQUESTS_HEADER": ""}),
+    "middleware": ("middleware alone (agent not started)", "middleware", {}),
+    "agent": ("agent alone (no middleware)", "agent", {}),
+    "python": ("no vigil: a Python middleware that only calls the app", "python", {}),
+    "header": ("no vigil: a Python middleware that adds one header", "header", {}),
+}
 
 
 def flask_pair(mode, extra_env, windows, seconds, off_first):
@@ -231,14 +233,14 @@ def flask_report(label, pairs):
     return "| %s | %.1f | %.1f | %s | %s |" % (label, off_cpu, on_cpu, *cells)
 
 
-def flask_benchmark(pairs, windows, seconds, all_cases):
+def flask_benchmark(pairs, windows, seconds, cases):
     print("\nFlask under gunicorn (1 sync worker each, /usr/bin/python3), both servers on one CPU, "
           "`wrk -t1 -c4` on each from the other; %d pairs of servers, %d windows of %d s each:\n"
           % (pairs, windows, seconds))
     print("| vigil | worker CPU per request, off (µs) | on (µs) "
           "| change %: median of the pairs [their range] | requests per second, change % |")
     print("|---|---|---|---|---|")
-    for label, mode, extra_env in FLASK_CASES if all_cases else FLASK_CASES[:2]:
+    for label, mode, extra_env in (FLASK_CASES[case] for case in cases):
         print(flask_report(label, flask_compare(mode, extra_env, pairs, windows, seconds)), flush=True)
 
 
@@ -251,8 +253,8 @@ def main():
     parser.add_argument("--flask-pairs", type=int, default=6)
     parser.add_argument("--flask-windows", type=int, default=5)
     parser.add_argument("--flask-seconds", type=int, default=2)
-    parser.add_argument("--flask-parts", action="store_true",
-                        help="also split the cost: no header, middleware alone, agent alone")
+    parser.add_argument("--flask-cases", default="on,aa",
+                        help="comma-separated, of: %s; or all" % ", ".join(FLASK_CASES))
     options = parser.parse_args()
 
     print("| Python | begin + end, agent on (µs) | agent not started (µs) | watchdog idle CPU (% of a core) "
@@ -265,8 +267,11 @@ def main():
         print("| %s | %.2f | %.2f | %.3f | %+.2f |"
               % (python.id, costs["on"] / 1000, costs["off"] / 1000, idle, profiling), flush=True)
     if options.flask_pairs:
-        flask_benchmark(options.flask_pairs, options.flask_windows, options.flask_seconds,
-                        options.flask_parts)
+        cases = list(FLASK_CASES) if options.flask_cases == "all" else options.flask_cases.split(",")
+        unknown = set(cases) - set(FLASK_CASES)
+        if unknown:
+            parser.error("unknown --flask-cases: %s" % ", ".join(sorted(unknown)))
+        flask_benchmark(options.flask_pairs, options.flask_windows, options.flask_seconds, cases)
 
 
 if __name__ == "__main__":
