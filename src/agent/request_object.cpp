@@ -338,7 +338,6 @@ int requestTraverse(PyObject* object, visitproc visit, void* arg) {
 
 int requestClear(PyObject* object) {
     auto* self = reinterpret_cast<RequestObject*>(object);
-    Py_CLEAR(self->exception);
     Py_CLEAR(self->attributes);
     Py_CLEAR(self->token);
     Py_CLEAR(self->exception);  // kept in the crash record if the rules said so
