@@ -16,6 +16,9 @@ constexpr uint8_t kCoFastFree = 0x80;
 constexpr size_t kMaxLineTable = 1 << 22;
 constexpr size_t kMaxNameLength = 1024;
 constexpr int64_t kMaxLocals = 1 << 16;
+// Above any reference count a live code object has (immortal ones: 2^32 - 1
+// on 3.12+, 999999999 for 3.11's deep-frozen code), below any address.
+constexpr uint64_t kMaxPlausibleRefcount = uint64_t{1} << 40;
 
 }  // namespace
 
@@ -82,9 +85,21 @@ CodeInfo::Fingerprint CodeCache::fingerprintFrom(const uint8_t* bytes) const {
     return fingerprint;
 }
 
+bool CodeCache::looksAlive(const uint8_t* bytes) const {
+    // A freed object keeps its fields until reused, but its first word
+    // becomes the allocator's free-list link, or null (pymalloc_free() in
+    // https://github.com/python/cpython/blob/v3.11.7/Objects/obmalloc.c):
+    // a code object freed while it was read must not lend its stale name
+    // pointers, whose strings may hold anything by then.
+    uint64_t refcount = 0;
+    std::memcpy(&refcount, bytes + objects_.layout().object.ob_type - 8, 8);
+    return refcount > 0 && refcount < kMaxPlausibleRefcount;
+}
+
 bool CodeCache::readFingerprint(uint64_t code, CodeInfo::Fingerprint& out) {
     std::vector<uint8_t> bytes(fingerprintBytes());
-    if (!objects_.memory().read(code, bytes.data(), bytes.size())) return false;
+    if (!objects_.memory().read(code, bytes.data(), bytes.size()) || !looksAlive(bytes.data()))
+        return false;
     out = fingerprintFrom(bytes.data());
     return true;
 }
@@ -103,7 +118,8 @@ void CodeCache::verifyPending() {
         if (found == codes_.end()) continue;
         CodeInfo& info = *found->second;
         info.pendingVerification = false;
-        if (i < read && fingerprintFrom(verifyBuffer_.data() + i * size) == info.fingerprint) {
+        const uint8_t* bytes = verifyBuffer_.data() + i * size;
+        if (i < read && looksAlive(bytes) && fingerprintFrom(bytes) == info.fingerprint) {
             info.verifiedNs = nowNs_;
             continue;
         }

@@ -91,6 +91,7 @@ class CodeCache {
     void loadLocals(uint64_t code, CodeInfo& info);
     void appendNames(uint64_t tuple, LocalKind kind, std::vector<LocalVariable>& out);
     StringId readName(uint64_t codeField, uint64_t code);
+    bool looksAlive(const uint8_t* bytes) const;
     bool readFingerprint(uint64_t code, CodeInfo::Fingerprint& out);
     CodeInfo::Fingerprint fingerprintFrom(const uint8_t* bytes) const;
     size_t fingerprintBytes() const;

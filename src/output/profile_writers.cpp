@@ -11,10 +11,16 @@ namespace {
 
 using nlohmann::json;
 
-// Folded stacks use ';' between frames and a space before the count.
+// Folded stacks use ';' between frames, a space before the count and a
+// line per stack: a ';' in a label becomes ',', a control character a space.
 std::string foldedLabel(const Profile& profile, FrameId frame) {
     std::string label = profile.frameLabel(frame);
-    std::replace(label.begin(), label.end(), ';', ',');
+    for (char& c : label) {
+        if (c == ';')
+            c = ',';
+        else if (static_cast<unsigned char>(c) < 0x20)
+            c = ' ';
+    }
     return label;
 }
 

@@ -77,6 +77,7 @@ class FakeProcess {
     uint64_t code(const std::string& name, const std::string& file, int firstLine,
                   int32_t nlocalsplus = 0, int32_t stacksize = 0) {
         uint64_t object = allocate(layout_.code.size + 64);
+        put(object + layout_.object.ob_type - 8, uint64_t{1});  // ob_refcnt
         put(object + layout_.object.ob_type, codeType_ ? codeType_ : (codeType_ = type("code")));
         put(object + layout_.code.name, str(name));
         put(object + layout_.code.filename, str(file));

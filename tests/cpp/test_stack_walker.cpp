@@ -83,6 +83,15 @@ TEST_F(WalkerTest, FrameWhoseCodeIsNotCodeIsTorn) {
     EXPECT_EQ(walker_.walk(fake_.threadState(0x1234, inner), view_, frames_), WalkStatus::kTorn);
 }
 
+TEST_F(WalkerTest, FrameWhoseCodeWasFreedIsTorn) {
+    // pymalloc links a freed block into its pool's free list through its
+    // first word: the code's fields, names included, still look intact.
+    uint64_t inner = chain({"a"});
+    uint64_t code = fake_.get<uint64_t>(inner + fake_.layout().frame.code);
+    fake_.put(code + fake_.layout().object.ob_type - 8, uint64_t{0x7f3a12345a40});
+    EXPECT_EQ(walker_.walk(fake_.threadState(0x1234, inner), view_, frames_), WalkStatus::kTorn);
+}
+
 TEST_F(WalkerTest, UnreadableThreadState) {
     EXPECT_EQ(walker_.walk(0x10, view_, frames_), WalkStatus::kUnreadable);
 }

@@ -502,5 +502,22 @@ TEST(Store, FoldedStacksLoadIntoAProfile) {
     EXPECT_EQ(folded.str(), "main (app.py:1) 51\nmain (app.py:1);view (app.py:20) 150\n<idle> 7\n");
 }
 
+TEST(Store, FoldedLabelsStayOnTheirLine) {
+    // A thread may be named anything, and a name read from a code object
+    // freed meanwhile was once a docstring: one label, one line.
+    StringTable strings;
+    Profile profile(strings);
+    FrameId thread =
+        profile.frame(strings.intern("thread a;b\nc\r"), strings.intern(""), 0, FrameKind::kThread);
+    FrameId code = profile.frame(strings.intern("f"), strings.intern("x\ty.py"), 3);
+    NodeId outer = profile.childOf(Profile::kRoot, thread);
+    NodeId inner = profile.childOf(outer, code);
+    std::vector<NodeId> path{outer, inner};
+    profile.countPath(path, 2);
+    std::ostringstream folded;
+    writeFolded(profile, folded);
+    EXPECT_EQ(folded.str(), "thread a,b c ;f (x y.py:3) 2\n");
+}
+
 }  // namespace
 }  // namespace vigil
