@@ -189,9 +189,10 @@ def flask_pair(mode, extra_env, windows, seconds, off_first):
     same CPU and driven at the same time by two wrk on the other CPU: both
     workers see the same moments of this VM, whose speed changes by a third
     from one second to the next. Returns [(off, on)] per window."""
-    if len(os.sched_getaffinity(0)) < 2:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
         raise RuntimeError("the Flask benchmark needs two CPUs")
-    wrk_cpu, server_cpu = min(os.sched_getaffinity(0)), max(os.sched_getaffinity(0))
+    wrk_cpu, server_cpu = cpus[0], cpus[-1]
     results = []
     with tempfile.TemporaryDirectory() as off_dir, tempfile.TemporaryDirectory() as on_dir:
         specs = {"off": ("off", off_dir, None), "on": (mode, on_dir, extra_env)}

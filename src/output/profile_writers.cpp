@@ -1,6 +1,5 @@
 #include "output/profile_writers.h"
 
-#include <algorithm>
 #include <map>
 #include <vector>
 
