@@ -26,6 +26,7 @@
 
 Usage: python3 bench/run_agent_bench.py [--runs N] [--idle-seconds S]
                                         [--flask-pairs N] [--flask-windows N] [--flask-cases K,K|all]
+                                        [--flask-page hello|table]
 (--runs 0: Flask only; --flask-pairs 0: no Flask)
 Prints Markdown for bench/RESULTS.md.
 """
@@ -181,10 +182,15 @@ FLASK_CASES = {
     "agent": ("agent alone (no middleware)", "agent", {}),
     "python": ("no vigil: a Python middleware that only calls the app", "python", {}),
     "header": ("no vigil: a Python middleware that adds one header", "header", {}),
+    "tracking": ("no vigil agent: the middleware's tracking written in Python", "tracking", {}),
+    "thread": ("no vigil: one idle Python thread more", "thread", {}),
 }
+# The page both servers serve (flask_bench_app.py): "ok", or work to put
+# the cost against.
+FLASK_PAGES = {"hello": "a hello-world page", "table": "a 200-row Jinja table page"}
 
 
-def flask_pair(mode, extra_env, windows, seconds, off_first):
+def flask_pair(mode, extra_env, page, windows, seconds, off_first):
     """The app without vigil and the app in mode, served side by side on the
     same CPU and driven at the same time by two wrk on the other CPU: both
     workers see the same moments of this VM, whose speed changes by a third
@@ -195,7 +201,9 @@ def flask_pair(mode, extra_env, windows, seconds, off_first):
     wrk_cpu, server_cpu = cpus[0], cpus[-1]
     results = []
     with tempfile.TemporaryDirectory() as off_dir, tempfile.TemporaryDirectory() as on_dir:
-        specs = {"off": ("off", off_dir, None), "on": (mode, on_dir, extra_env)}
+        both_env = {"VIGIL_BENCH_PAGE": page}
+        specs = {"off": ("off", off_dir, both_env),
+                 "on": (mode, on_dir, {**both_env, **extra_env})}
         servers = {}
         try:
             for role in ("off", "on") if off_first else ("on", "off"):
@@ -213,12 +221,13 @@ def flask_pair(mode, extra_env, windows, seconds, off_first):
     return results
 
 
-def flask_compare(mode, extra_env, pairs, windows, seconds):
+def flask_compare(mode, extra_env, page, pairs, windows, seconds):
     """Fresh servers for each pair (which one starts first alternates): two
     processes of the same app differ by up to a point or two for as long as
     they live (where their heaps and code landed), so the servers are
     sampled as well as the windows. Returns one list of windows per pair."""
-    return [flask_pair(mode, extra_env, windows, seconds, pair % 2 == 0) for pair in range(pairs)]
+    return [flask_pair(mode, extra_env, page, windows, seconds, pair % 2 == 0)
+            for pair in range(pairs)]
 
 
 def flask_report(label, pairs):
@@ -234,15 +243,16 @@ def flask_report(label, pairs):
     return "| %s | %.1f | %.1f | %s | %s |" % (label, off_cpu, on_cpu, *cells)
 
 
-def flask_benchmark(pairs, windows, seconds, cases):
-    print("\nFlask under gunicorn (1 sync worker each, /usr/bin/python3), both servers on one CPU, "
-          "`wrk -t1 -c4` on each from the other; %d pairs of servers, %d windows of %d s each:\n"
-          % (pairs, windows, seconds))
+def flask_benchmark(pairs, windows, seconds, cases, page):
+    print("\nFlask under gunicorn (1 sync worker each, /usr/bin/python3) serving %s, both servers "
+          "on one CPU, `wrk -t1 -c4` on each from the other; %d pairs of servers, %d windows of "
+          "%d s each:\n" % (FLASK_PAGES[page], pairs, windows, seconds))
     print("| vigil | worker CPU per request, off (µs) | on (µs) "
           "| change %: median of the pairs [their range] | requests per second, change % |")
     print("|---|---|---|---|---|")
     for label, mode, extra_env in (FLASK_CASES[case] for case in cases):
-        print(flask_report(label, flask_compare(mode, extra_env, pairs, windows, seconds)), flush=True)
+        pair_results = flask_compare(mode, extra_env, page, pairs, windows, seconds)
+        print(flask_report(label, pair_results), flush=True)
 
 
 def main():
@@ -256,6 +266,9 @@ def main():
     parser.add_argument("--flask-seconds", type=int, default=2)
     parser.add_argument("--flask-cases", default="on,aa",
                         help="comma-separated, of: %s; or all" % ", ".join(FLASK_CASES))
+    parser.add_argument("--flask-page", default="hello", choices=sorted(FLASK_PAGES),
+                        help="what both servers serve: %s" % "; ".join(
+                            "%s, %s" % item for item in FLASK_PAGES.items()))
     options = parser.parse_args()
 
     print("| Python | begin + end, agent on (µs) | agent not started (µs) | watchdog idle CPU (% of a core) "
@@ -272,7 +285,8 @@ def main():
         unknown = set(cases) - set(FLASK_CASES)
         if unknown:
             parser.error("unknown --flask-cases: %s" % ", ".join(sorted(unknown)))
-        flask_benchmark(options.flask_pairs, options.flask_windows, options.flask_seconds, cases)
+        flask_benchmark(options.flask_pairs, options.flask_windows, options.flask_seconds, cases,
+                        options.flask_page)
 
 
 if __name__ == "__main__":
