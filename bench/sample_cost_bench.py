@@ -24,6 +24,8 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 from interpreters import SUPPORTED  # noqa: E402
 from run_record_bench import SAMPLE, TARGET, start  # noqa: E402
 
+READV_PAGES = os.path.join(ROOT, "build", "bench", "vigil_bench_readv_pages")
+
 THREADS_IN_SERVICE = 21  # 20 workers and the main thread
 
 
@@ -59,6 +61,8 @@ def main():
         invalid = 100.0 * sum(r["invalid"] for r in deep + service) / max(1, samples)
         print("| %s | %.2f | %.2f | %.2f | %.2f | %.3f |" % (python.id, work, floor, ratio, per_thread, invalid),
               flush=True)
+    print("\nThe kernel alone, right after:\n")
+    print(subprocess.check_output([READV_PAGES], text=True), end="")
 
 
 if __name__ == "__main__":
