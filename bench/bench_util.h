@@ -1,11 +1,20 @@
 // Helpers shared by the C++ benchmarks.
 #pragma once
 
+#include <time.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
 namespace vigil::bench {
+
+// The monotonic clock, in nanoseconds.
+inline double wallNs() {
+    timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return static_cast<double>(now.tv_sec) * 1e9 + static_cast<double>(now.tv_nsec);
+}
 
 inline double median(std::vector<double> values) {
     std::sort(values.begin(), values.end());

@@ -20,7 +20,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -54,11 +53,6 @@ const std::vector<Shape> kShapes = {
      {{2 * kPage + 0x6b0, 12}, {10 * kPage + 0xef8, 312}, {20 * kPage, 2720}}},
 };
 
-double secondsNow() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
-
 // Microseconds per call of `calls` reads of shape from pid.
 double timeShape(pid_t pid, char* remoteBase, const Shape& shape, int calls) {
     static std::vector<char> buffer(kPages * kPage);
@@ -69,7 +63,7 @@ double timeShape(pid_t pid, char* remoteBase, const Shape& shape, int calls) {
         remote.push_back({remoteBase + place.offset, place.size});
         used += place.size;
     }
-    double start = secondsNow();
+    double start = vigil::bench::wallNs();
     for (int call = 0; call < calls; ++call) {
         if (process_vm_readv(pid, local.data(), local.size(), remote.data(), remote.size(), 0) !=
             static_cast<ssize_t>(used)) {
@@ -77,7 +71,7 @@ double timeShape(pid_t pid, char* remoteBase, const Shape& shape, int calls) {
             std::exit(1);
         }
     }
-    return (secondsNow() - start) * 1e6 / calls;
+    return (vigil::bench::wallNs() - start) / 1e3 / calls;
 }
 
 }  // namespace

@@ -21,15 +21,11 @@
 
 namespace {
 
+using vigil::bench::wallNs;
+
 double cpuNs() {
     timespec now;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
-    return now.tv_sec * 1e9 + now.tv_nsec;
-}
-
-double wallNs() {
-    timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
     return now.tv_sec * 1e9 + now.tv_nsec;
 }
 
